@@ -1,0 +1,70 @@
+// Test-only kernel library, CUDA target: the host library's float kernels, plus kernels that
+// break the contract or fault, for the gpu tests.
+#include <kchain/kernel.h>
+
+KCHAIN_MODULE_CUDA();
+
+namespace {
+
+__global__ void add_constant_kernel(const float* d_in, const float* d_c, float* d_tmp, size_t n,
+                                    size_t nc) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x)
+    d_tmp[i] = d_in[i] + (nc ? d_c[i % nc] : 0.0f);
+}
+
+__global__ void double_kernel(const float* d_tmp, float* d_out, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x)
+    d_out[i] = 2.0f * d_tmp[i];
+}
+
+__global__ void write_to_bad_address_kernel(float* d_bad) { d_bad[threadIdx.x] = 1.0f; }
+
+__global__ void noop_kernel() {}
+
+size_t MinSize(size_t a, size_t b) { return a < b ? a : b; }
+
+void AddConstant(kchain_state_t* s, int grid, int block, cudaStream_t stream) {
+  add_constant_kernel<<<grid, block, 0, stream>>>(
+      reinterpret_cast<const float*>(s->input.dat), reinterpret_cast<const float*>(s->constant.dat),
+      reinterpret_cast<float*>(s->tmp.dat), MinSize(s->input.len, s->tmp.len) / sizeof(float),
+      s->constant.len / sizeof(float));
+}
+
+}  // namespace
+
+KCHAIN_KERNEL(add_constant)(kchain_state_t* s, int grid, int block) {
+  AddConstant(s, grid, block, s->stream);
+}
+
+KCHAIN_KERNEL(double_tmp_to_out)(kchain_state_t* s, int grid, int block) {
+  double_kernel<<<grid, block, 0, s->stream>>>(reinterpret_cast<const float*>(s->tmp.dat),
+                                               reinterpret_cast<float*>(s->out.dat),
+                                               MinSize(s->tmp.len, s->out.len) / sizeof(float));
+}
+
+// Breaks the contract: launches on the legacy default stream. Graph capture must fail and the
+// instance must fall back to direct launches, still computing the right thing.
+KCHAIN_KERNEL(add_constant_on_legacy_stream)(kchain_state_t* s, int grid, int block) {
+  AddConstant(s, grid, block, /*stream=*/0);
+}
+
+KCHAIN_KERNEL(report_error)(kchain_state_t* s, int grid, int block) {
+  kchain_report_error(s, 42, "test: the input was not what this kernel expects");
+}
+
+// A launch the device refuses (more threads per block than any GPU allows): a launch error,
+// not a sticky fault.
+KCHAIN_KERNEL(bad_launch_config)(kchain_state_t* s, int grid, int block) {
+  noop_kernel<<<1, 4096, 0, s->stream>>>();
+}
+
+// Writes through a pointer no allocation covers: an illegal address, a sticky fault.
+KCHAIN_KERNEL(illegal_address)(kchain_state_t* s, int grid, int block) {
+  write_to_bad_address_kernel<<<1, 32, 0, s->stream>>>(reinterpret_cast<float*>(0x100));
+}
+
+KCHAIN_KERNEL(noop)(kchain_state_t* s, int grid, int block) {
+  noop_kernel<<<grid, block, 0, s->stream>>>();
+}

@@ -1,0 +1,91 @@
+/* Test-only kernel library, host target. Buffers are treated as float32 arrays unless a
+ * kernel says otherwise. */
+#include <kchain/kernel.h>
+#include <string.h>
+
+KCHAIN_MODULE_HOST();
+
+static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+
+/* tmp[i] = input[i] + constant[i % nconst] (nconst = 0 means + 0). */
+KCHAIN_KERNEL(add_constant)(kchain_state_t* s, int grid, int block) {
+  const float* in = (const float*)s->input.dat;
+  const float* c = (const float*)s->constant.dat;
+  float* tmp = (float*)s->tmp.dat;
+  const size_t n = min_size(s->input.len, s->tmp.len) / sizeof(float);
+  const size_t nc = s->constant.len / sizeof(float);
+  for (size_t i = 0; i < n; ++i) tmp[i] = in[i] + (nc ? c[i % nc] : 0.0f);
+}
+
+/* out[i] = 2 * tmp[i]: reads what an earlier stage left in tmp. */
+KCHAIN_KERNEL(double_tmp_to_out)(kchain_state_t* s, int grid, int block) {
+  const float* tmp = (const float*)s->tmp.dat;
+  float* out = (float*)s->out.dat;
+  const size_t n = min_size(s->tmp.len, s->out.len) / sizeof(float);
+  for (size_t i = 0; i < n; ++i) out[i] = 2.0f * tmp[i];
+}
+
+/* out = the constant bytes (as many as fit). */
+KCHAIN_KERNEL(constant_to_out)(kchain_state_t* s, int grid, int block) {
+  memcpy(s->out.dat, s->constant.dat, min_size(s->out.len, s->constant.len));
+}
+
+/* out = the input bytes (as many as fit), the rest zero. */
+KCHAIN_KERNEL(copy_input_to_out)(kchain_state_t* s, int grid, int block) {
+  const size_t n = min_size(s->out.len, s->input.len);
+  memcpy(s->out.dat, s->input.dat, n);
+  memset(s->out.dat + n, 0, s->out.len - n);
+}
+
+/* out = what the runtime passed, as uint64: struct_size, abi_version, input.len,
+ * constant.len, tmp.len, out.len, grid, block, stream-is-null. Needs out.len >= 72. */
+KCHAIN_KERNEL(describe_state)(kchain_state_t* s, int grid, int block) {
+  uint64_t v[9];
+  v[0] = s->struct_size;
+  v[1] = s->abi_version;
+  v[2] = s->input.len;
+  v[3] = s->constant.len;
+  v[4] = s->tmp.len;
+  v[5] = s->out.len;
+  v[6] = (uint64_t)grid;
+  v[7] = (uint64_t)block;
+  v[8] = s->stream == NULL;
+  if (s->out.len < sizeof v) {
+    kchain_report_error(s, 7, "describe_state needs out_bytes >= 72");
+    return;
+  }
+  memcpy(s->out.dat, v, sizeof v);
+}
+
+/* Counts its own calls; out[0..8) = the count as uint64. */
+static uint64_t g_calls;
+KCHAIN_KERNEL(count_calls)(kchain_state_t* s, int grid, int block) {
+  ++g_calls;
+  memcpy(s->out.dat, &g_calls, min_size(sizeof g_calls, s->out.len));
+}
+
+KCHAIN_KERNEL(report_error)(kchain_state_t* s, int grid, int block) {
+  kchain_report_error(s, 42, "test: the input was not what this kernel expects");
+}
+
+KCHAIN_KERNEL(report_long_error)(kchain_state_t* s, int grid, int block) {
+  char message[1000];
+  memset(message, 'x', sizeof message - 1);
+  message[sizeof message - 1] = '\0';
+  kchain_report_error(s, 3, message);
+}
+
+KCHAIN_KERNEL(report_zero_code)(kchain_state_t* s, int grid, int block) {
+  kchain_report_error(s, 0, NULL);
+}
+
+/* Fails only when the input is shorter than 8 bytes; otherwise copies input to out. */
+KCHAIN_KERNEL(fail_on_short_input)(kchain_state_t* s, int grid, int block) {
+  if (s->input.len < 8) {
+    kchain_report_error(s, 5, "input shorter than 8 bytes");
+    return;
+  }
+  memcpy(s->out.dat, s->input.dat, min_size(s->out.len, s->input.len));
+}
+
+KCHAIN_KERNEL(noop)(kchain_state_t* s, int grid, int block) {}
