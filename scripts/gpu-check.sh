@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The project's GPU check: everything the GPU test machine must verify, in one go.
+#  1. uses the prepared build in build-gpu/ (scripts/gpu-build.sh, carried along), or builds;
+#  2. runs the `gpu`-labelled tests, then every other test on the same machine;
+#  3. runs the samples through the runtime on the GPU (kchain-run);
+#  4. with --bench, runs the micro-benchmarks (native CUDA vs kchain, same process);
+#  5. prints a short summary last: device, pass/fail counts, key timings.
+# Logs land in $OUT (the device tool's output folder) or /tmp/kchain-gpu-check.
+#
+#   bash scripts/gpu-check.sh [--bench]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+build=${KCHAIN_GPU_BUILD:-build-gpu}
+out=${OUT:-/tmp/kchain-gpu-check}
+mkdir -p "$out"
+bench=0
+[ "${1:-}" = "--bench" ] && bench=1
+
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  echo "== no prepared build; building here"
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKCHAIN_CUDA=ON >/dev/null &&
+    cmake --build "$build" -j "$(nproc)" >"$out/build.log" 2>&1 || {
+      tail -30 "$out/build.log"; echo "BUILD FAILED"; exit 1; }
+fi
+# The build records absolute paths of the machine it was made on; make them resolve here.
+src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt")
+if [ -n "$src" ] && [ "$src" != "$root" ] && [ ! -e "$src" ]; then
+  mkdir -p "$(dirname "$src")" && ln -s "$root" "$src"
+fi
+export LD_LIBRARY_PATH="$root/$build/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+
+device=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
+echo "== device: ${device:-none visible}"
+
+run_ctest() {  # label-args log-name
+  ctest --test-dir "$build" "$@" --output-on-failure --timeout 300 >"$out/$log" 2>&1
+  local rc=$?
+  grep -E "tests passed|tests failed" "$out/$log" | tail -1
+  grep -E "\*\*\*Failed|Failed  |Not Run|Timeout" "$out/$log" | grep -v "tests failed" | head -20
+  return $rc
+}
+echo "== gpu tests"
+log=ctest-gpu.log; run_ctest -L gpu; gpu_rc=$?
+gpu_line=$(grep -E "tests passed" "$out/ctest-gpu.log" | tail -1)
+gpu_skipped=$(grep -c "\*\*\*Skipped" "$out/ctest-gpu.log")
+grep -E "^(device|cnn|fallback|fault reported): " "$build/Testing/Temporary/LastTest.log" 2>/dev/null | sort -u
+echo "== all other tests (but abi: those check build artifacts with the build machine's tools)"
+log=ctest-rest.log; run_ctest -LE 'gpu|abi'; rest_rc=$?
+rest_line=$(grep -E "tests passed" "$out/ctest-rest.log" | tail -1)
+
+echo "== samples on the GPU (kchain-run)"
+samples="$build/samples"
+"$build/bin/kchain-run" --device cuda --runs 1000 "$samples/vecadd/manifest.json" 2>&1 | tee "$out/run-vecadd.log"
+"$build/bin/kchain-run" --device cuda --runs 1000 --eval-images "$samples/mnist_cnn/heldout_images.bin" \
+  --eval-labels "$samples/mnist_cnn/heldout_labels.bin" "$samples/mnist_cnn/manifest.json" 2>&1 | tee "$out/run-cnn.log"
+
+if [ $bench = 1 ]; then
+  echo "== micro-benchmarks"
+  "$build/bin/kchain_micro_bench" --benchmark_repetitions=10 --benchmark_report_aggregates_only=true \
+    --benchmark_out="$out/micro_bench.json" --benchmark_out_format=json --benchmark_color=false \
+    >"$out/micro_bench.txt" 2>&1
+  bench_rc=$?
+  sed -n '/^Hot path/,$p' "$out/micro_bench.txt"
+  [ $bench_rc = 0 ] || tail -20 "$out/micro_bench.txt"
+fi
+
+echo
+echo "==== kchain GPU check summary ===="
+echo "device:      ${device:-none visible}"
+if [ "$gpu_skipped" -gt 0 ]; then
+  echo "gpu tests:   ${gpu_line:-did not run}; $gpu_skipped SKIPPED = NOT RUN (no usable GPU)"
+else
+  echo "gpu tests:   ${gpu_line:-did not run}; none skipped"
+fi
+echo "other tests: ${rest_line:-did not run}"
+grep -E "hot runs|cold start|warm start|held-out" "$out/run-cnn.log" | sed 's/^ */cnn:         /'
+grep -E "hot runs" "$out/run-vecadd.log" | sed 's/^ */vecadd:      /'
+if [ $bench = 1 ]; then
+  sed -n '/^Hot path/,$p' "$out/micro_bench.txt"
+fi
+[ $gpu_rc = 0 ] && [ $rest_rc = 0 ]

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what kchain needs to build and test, from Debian's packages. Idempotent: does
+# nothing (not even apt-get update) when everything is already there.
+set -euo pipefail
+packages=(cmake ninja-build g++ pkg-config binutils googletest libgtest-dev libbenchmark-dev
+          nlohmann-json3-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=()
+  [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+  echo "== installing Debian packages: ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
