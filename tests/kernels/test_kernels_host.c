@@ -2,6 +2,7 @@
  * kernel says otherwise. */
 #include <kchain/kernel.h>
 #include <string.h>
+#include <time.h>
 
 KCHAIN_MODULE_HOST();
 
@@ -89,3 +90,16 @@ KCHAIN_KERNEL(fail_on_short_input)(kchain_state_t* s, int grid, int block) {
 }
 
 KCHAIN_KERNEL(noop)(kchain_state_t* s, int grid, int block) {}
+
+/* Sleeps for the number of milliseconds in the first 4 bytes of the input (a uint32), then
+ * copies the input to out: a slow function, for queueing and timeout tests. */
+KCHAIN_KERNEL(sleep_then_copy)(kchain_state_t* s, int grid, int block) {
+  uint32_t ms = 0;
+  if (s->input.len >= sizeof ms) memcpy(&ms, s->input.dat, sizeof ms);
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+  const size_t n = min_size(s->out.len, s->input.len);
+  memcpy(s->out.dat, s->input.dat, n);
+  memset(s->out.dat + n, 0, s->out.len - n);
+}

@@ -1,0 +1,50 @@
+// Gateway configuration: defaults, then a JSON config file, then command-line flags.
+#ifndef KCHAIN_GATEWAY_CONFIG_H_
+#define KCHAIN_GATEWAY_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gateway/log.h"
+#include "kchain/status.h"
+
+namespace kchain::gateway {
+
+struct GatewayConfig {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string data_dir = "kchain-data";
+  std::string device = "auto";  // auto, cuda, host
+  int device_ordinal = 0;
+  int threads = 0;             // HTTP worker threads; 0: 4 per core, at least 16
+  uint64_t memory_budget = 0;  // device bytes for resident instances; 0: 90% of the device
+  int max_instances = 4;       // per function
+  int max_queue = 64;          // per function
+  int64_t invoke_timeout_ms = 30000;
+  int64_t parked_ttl_s = 600;
+  uint64_t max_body = uint64_t{1} << 30;  // largest request body
+  uint32_t stage_timing_period = 64;
+  LogLevel log_level = LogLevel::kInfo;
+  std::string port_file;  // when set, the bound port is written there once listening
+};
+
+// Parses "123", "64KiB", "512MiB", "8GiB", "1TiB" (also K, M, G, T and KB, MB, GB, TB, all
+// powers of 1024). kInvalidArgument otherwise.
+StatusOr<uint64_t> ParseSize(std::string_view text);
+
+// Reads a JSON config file whose keys are the flag names with '-' or '_' (e.g.
+// {"port": 9000, "memory-budget": "8GiB"}) into `config`. Unknown keys are errors.
+Status LoadConfigFile(const std::string& path, GatewayConfig* config);
+
+// Applies command-line flags (argv[1..]) over `config`; --config FILE is read first,
+// wherever it appears. Sets *exit_now (and returns OK) for --help and --version, after
+// printing them.
+Status ParseFlags(const std::vector<std::string>& args, GatewayConfig* config, bool* exit_now);
+
+std::string Usage();
+
+}  // namespace kchain::gateway
+
+#endif  // KCHAIN_GATEWAY_CONFIG_H_

@@ -1,0 +1,101 @@
+// Executor: where a function's instances run (design: "Seams for growth").
+//
+// The scheduler and the HTTP layer see instances only through these interfaces. The
+// in-process executor runs them in the gateway's own process on a kchain::Device; the worker
+// executor (isolation) runs them in sandboxed worker processes.
+//
+// Thread-safety: Executor methods are safe from any thread. An ExecInstance is used by one
+// thread at a time (the scheduler hands it out under a lease).
+#ifndef KCHAIN_GATEWAY_EXECUTOR_H_
+#define KCHAIN_GATEWAY_EXECUTOR_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "gateway/function_store.h"
+#include "kchain/function.h"
+#include "kchain/manifest.h"
+#include "kchain/status.h"
+
+namespace kchain::gateway {
+
+// One function version, loaded and validated where its instances will run.
+class LoadedVersion {
+ public:
+  LoadedVersion(FunctionKey key, uint64_t version, kchain::Manifest manifest)
+      : key_(std::move(key)), version_(version), manifest_(std::move(manifest)) {}
+  virtual ~LoadedVersion() = default;
+
+  const FunctionKey& key() const { return key_; }
+  uint64_t version() const { return version_; }
+  const kchain::Manifest& manifest() const { return manifest_; }
+  const kchain::FunctionSpec& spec() const { return manifest_.spec; }
+  // Device memory one instance holds while resident.
+  size_t instance_device_bytes() const {
+    return spec().max_input_bytes + spec().tmp_bytes + spec().out_bytes + spec().constant_bytes;
+  }
+  // PyPlover's "load kernel" (dlopen and checks) and the constants' read and staging.
+  double library_load_us = 0;
+  double constants_load_us = 0;
+
+ private:
+  FunctionKey key_;
+  uint64_t version_;
+  kchain::Manifest manifest_;
+};
+
+// Costs of bringing an instance up, for the cold and warm start breakdown.
+struct StartTimings {
+  double acquire_us = 0;    // getting a place to run (a worker), 0 in-process
+  double library_us = 0;    // loading the library there, 0 when already loaded
+  double create_us = 0;     // buffers, stream, staging: everything but the constants
+  double constants_us = 0;  // uploading the constants
+};
+
+class ExecInstance {
+ public:
+  virtual ~ExecInstance() = default;
+  // Where the caller writes the input before Run(): at least spec.max_input_bytes.
+  virtual std::span<std::byte> input_buffer() = 0;
+  // Where the output is after a successful Run(): spec.out_bytes.
+  virtual std::span<const std::byte> output_buffer() const = 0;
+  // Runs the chain on the first `input_bytes` of input_buffer(). Errors as
+  // kchain::Instance::RunStaged (kKernelError, kUnavailable, ...), plus kDeadlineExceeded
+  // where the executor can stop a run that takes too long.
+  virtual Status Run(size_t input_bytes, kchain::RunTimings* timings) = 0;
+  virtual Status Park() = 0;
+  virtual Status Wake(StartTimings* timings) = 0;
+  // True once the instance can never run again (device fault, worker gone).
+  virtual bool broken() const = 0;
+  virtual kchain::ExecMode exec_mode() const = 0;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  virtual kchain::DeviceKind device_kind() const = 0;
+  virtual std::string device_name() const = 0;
+  // Loads `version` (library, spec, constants) and validates it. kInvalidArgument for
+  // anything wrong with what the author uploaded (bad library, missing kernel, wrong target,
+  // constants of the wrong size, spec beyond the device's limits).
+  virtual StatusOr<std::shared_ptr<LoadedVersion>> Load(const StoredVersion& version,
+                                                        const kchain::Manifest& manifest) = 0;
+  // A new resident instance of `version` (which this executor loaded).
+  virtual StatusOr<std::unique_ptr<ExecInstance>> CreateInstance(
+      const std::shared_ptr<LoadedVersion>& version, StartTimings* timings) = 0;
+  // Whether new work can run; `why` says why not.
+  virtual bool Ready(std::string* why) const = 0;
+  // Device memory held by instances now, as the device counts it.
+  virtual size_t device_memory_in_use() const = 0;
+};
+
+// Runs instances inside this process on `device`.
+std::unique_ptr<Executor> MakeInProcessExecutor(std::shared_ptr<kchain::Device> device,
+                                                kchain::InstanceOptions options);
+
+}  // namespace kchain::gateway
+
+#endif  // KCHAIN_GATEWAY_EXECUTOR_H_

@@ -1,0 +1,22 @@
+// The one place where kchain status codes become HTTP statuses, and the error body.
+#ifndef KCHAIN_GATEWAY_HTTP_ERRORS_H_
+#define KCHAIN_GATEWAY_HTTP_ERRORS_H_
+
+#include <string>
+
+#include "kchain/status.h"
+
+namespace kchain::gateway {
+
+// invalid_argument 400, unauthenticated 401, not_found 404, already_exists and
+// failed_precondition 409, payload_too_large 413, resource_exhausted 429, internal 500,
+// unimplemented 501, kernel_error 502 (the function's own code failed; kchain is fine),
+// unavailable 503, deadline_exceeded 504.
+int HttpStatusFor(StatusCode code);
+
+// {"error": {"code": "<name>", "message": "<message>"}}
+std::string ErrorBody(const Status& status);
+
+}  // namespace kchain::gateway
+
+#endif  // KCHAIN_GATEWAY_HTTP_ERRORS_H_

@@ -1,0 +1,591 @@
+#include "gateway/http_server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "gateway/files.h"
+#include "gateway/http_errors.h"
+#include "gateway/tensor_codec.h"
+
+namespace kchain::gateway {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+constexpr const char* kDefaultTenant = "default";
+constexpr const char* kJson = "application/json";
+constexpr const char* kBinary = "application/octet-stream";
+const std::string kName = "([^/]+)";
+
+// Per-request facts the access log line needs, kept on the thread that serves the request.
+struct RequestContext {
+  Clock::time_point start;
+  std::string function;
+  const char* start_type = "-";
+  bool counted = false;  // counted in in_flight_ (requests rejected before routing are not)
+};
+thread_local RequestContext t_request;
+
+double MicrosSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+}
+
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+bool HasContentType(const httplib::Request& req, std::string_view type) {
+  const std::string value = req.get_header_value("Content-Type");
+  return value.size() >= type.size() && value.compare(0, type.size(), type) == 0 &&
+         (value.size() == type.size() || value[type.size()] == ';' || value[type.size()] == ' ');
+}
+
+json InfoJson(const FunctionInfo& info, const SchedulerOptions& limits) {
+  json versions = json::array();
+  for (const auto& r : info.history) versions.push_back(VersionRecordToJson(r));
+  json out = {{"tenant", info.key.tenant},
+              {"name", info.key.name},
+              {"version", info.version},
+              {"state", info.load_error.empty() ? "ready" : "load_failed"},
+              {"versions", versions}};
+  if (!info.load_error.empty()) {
+    out["load_error"] = info.load_error;
+    return out;
+  }
+  out["manifest"] = json::parse(kchain::ManifestToJson(info.manifest));
+  out["instance_device_bytes"] = info.instance_device_bytes;
+  out["instances"] = {{"idle", info.pool.resident_idle},
+                      {"busy", info.pool.busy},
+                      {"parked", info.pool.parked},
+                      {"total", info.pool.total},
+                      {"max", limits.max_instances_per_function}};
+  out["queue"] = {{"waiting", info.pool.queued}, {"max", limits.max_queue_per_function}};
+  out["starts"] = {
+      {"cold", info.pool.starts[0]}, {"warm", info.pool.starts[1]}, {"hot", info.pool.starts[2]}};
+  out["parks"] = info.pool.parks;
+  out["expirations"] = info.pool.expired;
+  out["load_us"] = {{"library", info.library_load_us}, {"constants", info.constants_load_us}};
+  return out;
+}
+
+std::string ShapeText(const TensorSpec& t) {
+  std::string out = std::string(ElementTypeName(t.dtype)) + " [";
+  for (size_t i = 0; i < t.shape.size(); ++i) out += (i ? ", " : "") + std::to_string(t.shape[i]);
+  return out + "]";
+}
+
+// Checks an input's byte length against the function before it is run.
+Status CheckInputSize(size_t bytes, const FunctionSpec& spec, const std::string& name) {
+  if (bytes > spec.max_input_bytes) {
+    return PayloadTooLargeError("input is " + std::to_string(bytes) + " bytes; '" + name +
+                                "' accepts at most " + std::to_string(spec.max_input_bytes));
+  }
+  if (!spec.input.shape.empty() && bytes != spec.max_input_bytes) {
+    return InvalidArgumentError("input is " + std::to_string(bytes) + " bytes; '" + name +
+                                "' takes exactly " + std::to_string(spec.max_input_bytes) + " (" +
+                                ShapeText(spec.input) + ")");
+  }
+  if (bytes % ElementSize(spec.input.dtype) != 0) {
+    return InvalidArgumentError("input is " + std::to_string(bytes) +
+                                " bytes, not a whole number of " +
+                                std::string(ElementTypeName(spec.input.dtype)) + " elements");
+  }
+  return Status();
+}
+
+// Timing figures of one invocation, in microseconds.
+struct InvokeTimings {
+  double queue = 0;
+  StartTimings start;
+  kchain::RunTimings run;
+  double total = 0;
+};
+
+json TimingsJson(const InvokeTimings& t, StartType start) {
+  json out = {{"queue", t.queue}, {"run", t.run.total_us}, {"total", t.total}};
+  if (start != StartType::kHot) {
+    out["start"] = {{"acquire", t.start.acquire_us},
+                    {"library", t.start.library_us},
+                    {"create", t.start.create_us},
+                    {"constants", t.start.constants_us}};
+  }
+  if (t.run.stages_timed) {
+    out["input_copy"] = t.run.input_copy_us;
+    out["chain"] = t.run.chain_us;
+    out["output_copy"] = t.run.output_copy_us;
+  }
+  return out;
+}
+
+// The Server-Timing header (durations in milliseconds, as the header's specification wants).
+std::string ServerTiming(const InvokeTimings& t, StartType start) {
+  char buf[384];
+  int n = std::snprintf(buf, sizeof buf, "queue;dur=%.3f", t.queue / 1000.0);
+  if (start != StartType::kHot) {
+    const double s =
+        t.start.acquire_us + t.start.library_us + t.start.create_us + t.start.constants_us;
+    n += std::snprintf(buf + n, sizeof buf - n, ", start;dur=%.3f", s / 1000.0);
+  }
+  if (t.run.stages_timed) {
+    n += std::snprintf(
+        buf + n, sizeof buf - n, ", input_copy;dur=%.3f, chain;dur=%.3f, output_copy;dur=%.3f",
+        t.run.input_copy_us / 1000.0, t.run.chain_us / 1000.0, t.run.output_copy_us / 1000.0);
+  }
+  std::snprintf(buf + n, sizeof buf - n, ", run;dur=%.3f, total;dur=%.3f", t.run.total_us / 1000.0,
+                t.total / 1000.0);
+  return buf;
+}
+
+}  // namespace
+
+struct HttpServer::Handlers {
+  static std::string Tenant(const httplib::Request&) { return kDefaultTenant; }
+
+  static void Json(httplib::Response& res, int status, const json& body) {
+    res.status = status;
+    res.set_content(Dump(body), kJson);
+  }
+
+  // Resolves the function named in the path; sends 400 for an invalid name.
+  static bool Key(HttpServer* self, const httplib::Request& req, httplib::Response& res,
+                  FunctionKey* key) {
+    key->tenant = Tenant(req);
+    key->name = req.matches[1];
+    t_request.function = key->name;
+    Status valid = ValidateName(key->name, "function");
+    if (!valid.ok()) {
+      self->SendStatus(res, valid);
+      return false;
+    }
+    return true;
+  }
+
+  static void Root(HttpServer* self, const httplib::Request&, httplib::Response& res) {
+    Json(res, 200,
+         {{"server", "kchain-gateway"},
+          {"version", KCHAIN_VERSION},
+          {"api", "v1"},
+          {"device",
+           {{"kind", std::string(DeviceKindName(self->service_->executor().device_kind()))},
+            {"name", self->service_->executor().device_name()}}}});
+  }
+
+  static void Ready(HttpServer* self, const httplib::Request&, httplib::Response& res) {
+    std::string why;
+    if (self->service_->Ready(&why)) {
+      Json(res, 200, {{"status", "ready"}, {"device", self->service_->executor().device_name()}});
+    } else {
+      self->SendStatus(res, UnavailableError(why));
+    }
+  }
+
+  static void List(HttpServer* self, const httplib::Request& req, httplib::Response& res) {
+    json functions = json::array();
+    for (const auto& info : self->service_->List(Tenant(req))) {
+      functions.push_back(InfoJson(info, self->service_->options().scheduler));
+    }
+    Json(res, 200, {{"functions", functions}});
+  }
+
+  static void Describe(HttpServer* self, const httplib::Request& req, httplib::Response& res) {
+    FunctionKey key;
+    if (!Key(self, req, res, &key)) return;
+    auto info = self->service_->Describe(key);
+    if (!info.ok()) return self->SendStatus(res, info.status());
+    Json(res, 200, InfoJson(*info, self->service_->options().scheduler));
+  }
+
+  static void Delete(HttpServer* self, const httplib::Request& req, httplib::Response& res) {
+    FunctionKey key;
+    if (!Key(self, req, res, &key)) return;
+    Status status = self->service_->Delete(key);
+    if (!status.ok()) return self->SendStatus(res, status);
+    Json(res, 200, {{"deleted", key.name}});
+  }
+
+  static void Park(HttpServer* self, const httplib::Request& req, httplib::Response& res) {
+    FunctionKey key;
+    if (!Key(self, req, res, &key)) return;
+    auto parked = self->service_->Park(key);
+    if (!parked.ok()) return self->SendStatus(res, parked.status());
+    Json(res, 200, {{"parked", *parked}});
+  }
+
+  static void Upload(HttpServer* self, const httplib::Request& req, httplib::Response& res) {
+    if (!HasContentType(req, kBinary)) {
+      return self->SendStatus(
+          res,
+          InvalidArgumentError("upload the bytes with Content-Type: application/octet-stream"));
+    }
+    auto id = self->service_->PutUpload(AsBytes(req.body));
+    if (!id.ok()) return self->SendStatus(res, id.status());
+    Json(res, 201, {{"upload_id", *id}, {"bytes", req.body.size()}});
+  }
+
+  static void Deploy(HttpServer* self, const httplib::Request& req, httplib::Response& res) {
+    FunctionKey key;
+    if (!Key(self, req, res, &key)) return;
+    std::string manifest, library_storage, constants_storage;
+    std::string_view library, constants;
+    if (req.is_multipart_form_data()) {
+      for (const auto& [field, part] : req.files) {
+        if (field != "manifest" && field != "library" && field != "constants") {
+          return self->SendStatus(
+              res, InvalidArgumentError("unknown multipart field '" + field +
+                                        "' (expected manifest, library, constants)"));
+        }
+      }
+      if (!req.has_file("manifest")) {
+        return self->SendStatus(res, InvalidArgumentError("multipart field 'manifest' is missing"));
+      }
+      if (!req.has_file("library")) {
+        return self->SendStatus(res, InvalidArgumentError("multipart field 'library' is missing"));
+      }
+      manifest = req.get_file_value("manifest").content;
+      // The multipart parts live in `req` for the whole handler: no copies.
+      library = req.files.find("library")->second.content;
+      if (req.has_file("constants")) constants = req.files.find("constants")->second.content;
+    } else if (HasContentType(req, kJson)) {
+      json body;
+      try {
+        body = json::parse(req.body);
+      } catch (const json::exception& e) {
+        return self->SendStatus(
+            res, InvalidArgumentError(std::string("body is not valid JSON: ") + e.what()));
+      }
+      if (!body.is_object() || !body.contains("manifest") || !body.contains("library")) {
+        return self->SendStatus(
+            res, InvalidArgumentError("a JSON deploy is {\"manifest\": {...}, \"library\": "
+                                      "\"<upload id>\", \"constants\": \"<upload id>\"}"));
+      }
+      for (const auto& item : body.items()) {
+        if (item.key() != "manifest" && item.key() != "library" && item.key() != "constants") {
+          return self->SendStatus(res, InvalidArgumentError("unknown key '" + item.key() + "'"));
+        }
+      }
+      if (!body["manifest"].is_object() || !body["library"].is_string() ||
+          (body.contains("constants") && !body["constants"].is_string())) {
+        return self->SendStatus(
+            res, InvalidArgumentError("manifest must be an object, library and constants upload "
+                                      "ids (strings)"));
+      }
+      manifest = Dump(body["manifest"]);
+      auto lib = self->service_->ReadUpload(body["library"].get<std::string>());
+      if (!lib.ok()) {
+        return self->SendStatus(res, InvalidArgumentError("library: " + lib.status().message()));
+      }
+      library_storage = std::move(*lib);
+      library = library_storage;
+      if (body.contains("constants")) {
+        auto c = self->service_->ReadUpload(body["constants"].get<std::string>());
+        if (!c.ok()) {
+          return self->SendStatus(res, InvalidArgumentError("constants: " + c.status().message()));
+        }
+        constants_storage = std::move(*c);
+        constants = constants_storage;
+      }
+    } else {
+      return self->SendStatus(
+          res, InvalidArgumentError("deploy with Content-Type multipart/form-data (fields "
+                                    "manifest, library, constants) or application/json (with "
+                                    "upload ids)"));
+    }
+    auto result = self->service_->Deploy(key, manifest, AsBytes(library), AsBytes(constants));
+    if (!result.ok()) return self->SendStatus(res, result.status());
+    Json(res, result->created ? 201 : 200,
+         InfoJson(result->info, self->service_->options().scheduler));
+  }
+
+  static void Invoke(HttpServer* self, const httplib::Request& req, httplib::Response& res) {
+    const auto start = Clock::now();
+    FunctionKey key;
+    if (!Key(self, req, res, &key)) return;
+    const bool binary = HasContentType(req, kBinary);
+    const bool is_json = !binary && HasContentType(req, kJson);
+    if (!binary && !is_json) {
+      return self->SendStatus(
+          res, InvalidArgumentError("invoke with Content-Type application/octet-stream (raw "
+                                    "input bytes) or application/json ({\"input\": [...]})"));
+    }
+
+    // JSON is parsed before an instance is taken, so that no instance waits on parsing.
+    json body;
+    bool base64_output = false;
+    if (is_json) {
+      try {
+        body = json::parse(req.body);
+      } catch (const json::exception& e) {
+        return self->SendStatus(
+            res, InvalidArgumentError(std::string("body is not valid JSON: ") + e.what()));
+      }
+      Status shape = CheckInvokeBody(body, &base64_output);
+      if (!shape.ok()) return self->SendStatus(res, shape);
+    }
+
+    auto lease = self->service_->Acquire(key);
+    if (!lease.ok()) {
+      if (auto metrics = self->service_->MetricsFor(key)) {
+        metrics->RecordFailure(lease.status().code());
+      }
+      return self->SendStatus(res, lease.status());
+    }
+    auto* metrics = static_cast<FunctionMetrics*>(lease->function_data());
+    const FunctionSpec& spec = lease->version().spec();
+    t_request.start_type = StartTypeName(lease->start()).data();
+    ExecInstance& instance = lease->instance();
+
+    size_t input_bytes = 0;
+    Status status;
+    if (binary) {
+      input_bytes = req.body.size();
+      status = CheckInputSize(input_bytes, spec, key.name);
+      if (status.ok() && input_bytes != 0) {
+        std::memcpy(instance.input_buffer().data(), req.body.data(), input_bytes);
+      }
+    } else {
+      std::vector<std::byte> input;
+      if (body.contains("input")) {
+        status = DecodeJsonTensor(body["input"], spec.input, spec.max_input_bytes, "input", &input);
+      } else {
+        auto decoded = Base64Decode(body["input_base64"].get<std::string>());
+        status = decoded.status();
+        if (decoded.ok()) input = std::move(*decoded);
+        if (!status.ok()) status = status.WithContext("input_base64");
+      }
+      if (status.ok()) status = CheckInputSize(input.size(), spec, key.name);
+      if (status.ok()) {
+        input_bytes = input.size();
+        if (input_bytes != 0)
+          std::memcpy(instance.input_buffer().data(), input.data(), input_bytes);
+      }
+    }
+    InvokeTimings timings;
+    timings.queue = lease->queue_us();
+    timings.start = lease->start_timings();
+    if (status.ok()) status = instance.Run(input_bytes, &timings.run);
+    if (!status.ok()) {
+      metrics->RecordFailure(status.code());
+      return self->SendStatus(res, status);
+    }
+
+    const auto output = instance.output_buffer();
+    const StartType start_type = lease->start();
+    timings.total = MicrosSince(start);
+    res.status = 200;
+    res.set_header("X-Kchain-Start", std::string(StartTypeName(start_type)));
+    res.set_header("X-Kchain-Version", std::to_string(lease->version().version()));
+    res.set_header("X-Kchain-Exec-Mode", std::string(kchain::ExecModeName(timings.run.mode)));
+    if (binary) {
+      res.set_content(reinterpret_cast<const char*>(output.data()), output.size(), kBinary);
+    } else {
+      json out = {{"function", key.name},
+                  {"version", lease->version().version()},
+                  {"dtype", std::string(ElementTypeName(spec.output.dtype))},
+                  {"shape", spec.output.shape.empty()
+                                ? json::array({output.size() / ElementSize(spec.output.dtype)})
+                                : json(spec.output.shape)},
+                  {"start", std::string(StartTypeName(start_type))},
+                  {"exec_mode", std::string(kchain::ExecModeName(timings.run.mode))}};
+      if (base64_output) {
+        out["output_base64"] = Base64Encode(output);
+      } else {
+        out["output"] = EncodeJsonTensor(output, spec.output.dtype);
+      }
+      timings.total = MicrosSince(start);
+      out["timings_us"] = TimingsJson(timings, start_type);
+      res.set_content(Dump(out), kJson);
+    }
+    res.set_header("Server-Timing", ServerTiming(timings, start_type));
+    metrics->success.fetch_add(1, std::memory_order_relaxed);
+    metrics->request_duration[static_cast<int>(start_type)].Observe(timings.total);
+    metrics->queue_duration_us.fetch_add(static_cast<uint64_t>(timings.queue),
+                                         std::memory_order_relaxed);
+    metrics->compute_duration_us.fetch_add(static_cast<uint64_t>(timings.run.total_us),
+                                           std::memory_order_relaxed);
+  }
+
+  // Checks the shape of a JSON invoke body: exactly one of input / input_base64, and an
+  // optional output_format.
+  static Status CheckInvokeBody(const json& body, bool* base64_output) {
+    if (!body.is_object()) {
+      return InvalidArgumentError(
+          "a JSON invoke body is an object: {\"input\": [...]} or "
+          "{\"input_base64\": \"...\"}");
+    }
+    for (const auto& item : body.items()) {
+      if (item.key() != "input" && item.key() != "input_base64" && item.key() != "output_format") {
+        return InvalidArgumentError("unknown key '" + item.key() +
+                                    "' (expected input, input_base64, output_format)");
+      }
+    }
+    const bool has_input = body.contains("input"), has_b64 = body.contains("input_base64");
+    if (has_input == has_b64) {
+      return InvalidArgumentError("give exactly one of 'input' (an array) and 'input_base64'");
+    }
+    if (has_b64 && !body["input_base64"].is_string()) {
+      return InvalidArgumentError("input_base64 must be a string");
+    }
+    if (body.contains("output_format")) {
+      const json& f = body["output_format"];
+      if (!f.is_string() || (f != "json" && f != "base64")) {
+        return InvalidArgumentError("output_format must be \"json\" or \"base64\"");
+      }
+      *base64_output = f == "base64";
+    }
+    return Status();
+  }
+};
+
+HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions options)
+    : service_(service),
+      logger_(logger),
+      options_(std::move(options)),
+      server_(std::make_unique<httplib::Server>()) {
+  httplib::Server& s = *server_;
+  const int threads = std::max(1, options_.threads);
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  s.set_tcp_nodelay(true);
+  s.set_keep_alive_max_count(1000000);
+  s.set_keep_alive_timeout(options_.keep_alive_timeout_s);
+  s.set_read_timeout(options_.read_timeout_s, 0);
+  s.set_payload_max_length(options_.max_body);
+
+  s.set_pre_routing_handler([this](const httplib::Request&, httplib::Response&) {
+    t_request.start = Clock::now();
+    t_request.function.clear();
+    t_request.start_type = "-";
+    t_request.counted = true;
+    in_flight_.fetch_add(1);
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    if (t_request.counted) in_flight_.fetch_sub(1);
+    t_request.counted = false;
+    service_->metrics().RecordHttpStatus(res.status);
+    if (!logger_->enabled(LogLevel::kInfo)) return;
+    char line[512];
+    std::snprintf(line, sizeof line, "%s %s function=%s start=%s status=%d us=%.1f",
+                  req.method.c_str(), req.path.substr(0, 200).c_str(),
+                  t_request.function.empty() ? "-" : t_request.function.c_str(),
+                  t_request.start_type, res.status, MicrosSince(t_request.start));
+    logger_->Info(line);
+  });
+  // Errors httplib produces itself (no route, body too large, malformed request) get the same
+  // JSON error body as ours; our own error responses already have one.
+  s.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
+                                                                  httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    Status status;
+    switch (res.status) {
+      case 404:
+        status = NotFoundError("no route for " + req.method + " " + req.path.substr(0, 200));
+        break;
+      case 405:
+        status = InvalidArgumentError(req.method + " is not allowed on " + req.path.substr(0, 200));
+        break;
+      case 413:
+        status = PayloadTooLargeError("the request body is larger than the server's limit (" +
+                                      std::to_string(options_.max_body) + " bytes)");
+        break;
+      default:
+        status =
+            InvalidArgumentError("malformed request (HTTP " + std::to_string(res.status) + ")");
+    }
+    const int code = res.status;
+    res.set_content(ErrorBody(status), kJson);
+    res.status = code;
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  s.set_exception_handler(
+      [this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        logger_->Error("handler threw: " + what);
+        SendStatus(res, InternalError("the server failed to handle the request: " + what));
+      });
+
+  auto bind = [this](void (*fn)(HttpServer*, const httplib::Request&, httplib::Response&)) {
+    return [this, fn](const httplib::Request& req, httplib::Response& res) { fn(this, req, res); };
+  };
+  const std::string fn_path = "/v1/functions/" + kName;
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    Handlers::Json(res, 200, {{"status", "ok"}});
+  });
+  s.Get("/readyz", bind(&Handlers::Ready));
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(RenderMetrics(*service_), "text/plain; version=0.0.4");
+  });
+  s.Get("/v1", bind(&Handlers::Root));
+  s.Get("/v1/functions", bind(&Handlers::List));
+  s.Get(fn_path, bind(&Handlers::Describe));
+  s.Put(fn_path, bind(&Handlers::Deploy));
+  s.Delete(fn_path, bind(&Handlers::Delete));
+  s.Post(fn_path + "/invoke", bind(&Handlers::Invoke));
+  s.Post(fn_path + "/park", bind(&Handlers::Park));
+  s.Post("/v1/uploads", bind(&Handlers::Upload));
+  // Known paths with the wrong method: 405 rather than 404.
+  const std::vector<std::pair<std::string, std::string>> allowed = {
+      {"/healthz", "GET"},           {"/readyz", "GET"},
+      {"/metrics", "GET"},           {"/v1", "GET"},
+      {"/v1/functions", "GET"},      {fn_path, "GET, PUT, DELETE"},
+      {fn_path + "/invoke", "POST"}, {fn_path + "/park", "POST"},
+      {"/v1/uploads", "POST"}};
+  for (const auto& [path, methods] : allowed) {
+    auto not_allowed = [this, methods = methods](const httplib::Request& req,
+                                                 httplib::Response& res) {
+      res.set_header("Allow", methods);
+      res.status = 405;
+      res.set_content(
+          ErrorBody(InvalidArgumentError(req.method + " is not allowed on " +
+                                         req.path.substr(0, 200) + " (allowed: " + methods + ")")),
+          kJson);
+    };
+    for (const char* method : {"GET", "PUT", "POST", "DELETE", "PATCH"}) {
+      if (methods.find(method) != std::string::npos) continue;
+      if (std::string(method) == "GET") s.Get(path, not_allowed);
+      if (std::string(method) == "PUT") s.Put(path, not_allowed);
+      if (std::string(method) == "POST") s.Post(path, not_allowed);
+      if (std::string(method) == "DELETE") s.Delete(path, not_allowed);
+      if (std::string(method) == "PATCH") s.Patch(path, not_allowed);
+    }
+  }
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::SendStatus(httplib::Response& res, const Status& status) const {
+  res.status = HttpStatusFor(status.code());
+  res.set_content(ErrorBody(status), kJson);
+}
+
+StatusOr<int> HttpServer::Bind() {
+  if (options_.port == 0) {
+    port_ = server_->bind_to_any_port(options_.host);
+    if (port_ < 0) return UnavailableError("cannot listen on " + options_.host);
+  } else {
+    if (!server_->bind_to_port(options_.host, options_.port)) {
+      return UnavailableError("cannot listen on " + options_.host + ":" +
+                              std::to_string(options_.port) +
+                              " (in use, or not an address of this machine)");
+    }
+    port_ = options_.port;
+  }
+  return port_;
+}
+
+void HttpServer::Serve() { server_->listen_after_bind(); }
+
+void HttpServer::Stop() {
+  if (server_->is_running()) server_->stop();
+}
+
+}  // namespace kchain::gateway

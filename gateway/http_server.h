@@ -1,0 +1,69 @@
+// HttpServer: the REST API (docs/api.md) over cpp-httplib, in front of a Service.
+//
+// Transport only: routes parse requests into native types, call the service, and turn its
+// statuses into responses through the one mapping in http_errors.h. No handler can take the
+// server down: exceptions become 500 responses.
+//
+// Thread-safety: Bind, Serve and Stop may be called from different threads; Stop may be
+// called at any time, also before Serve.
+#ifndef KCHAIN_GATEWAY_HTTP_SERVER_H_
+#define KCHAIN_GATEWAY_HTTP_SERVER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "gateway/log.h"
+#include "gateway/service.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace kchain::gateway {
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;   // 0: any free port
+  int threads = 16;  // worker threads; each serves one connection at a time
+  uint64_t max_body = uint64_t{1} << 30;
+  int keep_alive_timeout_s = 5;
+  int read_timeout_s = 60;
+};
+
+class HttpServer {
+ public:
+  HttpServer(Service* service, const Logger* logger, HttpOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds the listening socket; returns the port (useful with port 0). kUnavailable when the
+  // address is taken or not ours.
+  StatusOr<int> Bind();
+  // Serves until Stop(). Returns after in-flight requests have completed.
+  void Serve();
+  // Graceful: stop accepting connections, let in-flight requests finish, then Serve returns.
+  void Stop();
+
+  int port() const { return port_; }
+  // Requests being handled right now.
+  int in_flight() const { return in_flight_.load(); }
+
+ private:
+  struct Handlers;
+  void SendStatus(httplib::Response& res, const Status& status) const;
+
+  Service* service_;
+  const Logger* logger_;
+  HttpOptions options_;
+  std::unique_ptr<httplib::Server> server_;
+  int port_ = 0;
+  std::atomic<int> in_flight_{0};
+};
+
+}  // namespace kchain::gateway
+
+#endif  // KCHAIN_GATEWAY_HTTP_SERVER_H_
