@@ -24,7 +24,7 @@ for bin in "$build"/bin/* "$build"/tests/kchain_*; do
   [ -x "$bin" ] && [ -f "$bin" ] || continue
   ldd "$bin" 2>/dev/null | awk '/=> \// {print $3}' | while read -r lib; do
     case "$(basename "$lib")" in
-      libbenchmark*|libgtest*|libgmock*) cp -u "$lib" "$build/lib/" ;;
+      libbenchmark*|libgtest*|libgmock*|libcpp-httplib*) cp -u "$lib" "$build/lib/" ;;
     esac
   done
 done

@@ -55,6 +55,18 @@ samples="$build/samples"
 "$build/bin/kchain-run" --device cuda --runs 1000 --eval-images "$samples/mnist_cnn/heldout_images.bin" \
   --eval-labels "$samples/mnist_cnn/heldout_labels.bin" "$samples/mnist_cnn/manifest.json" 2>&1 | tee "$out/run-cnn.log"
 
+echo "== the gateway on the GPU: deploy and invoke the CUDA samples over HTTP (kchain-demo)"
+rm -rf /tmp/kchain-gpu-gateway && mkdir -p /tmp/kchain-gpu-gateway
+"$build/bin/kchain-gateway" --listen 127.0.0.1:0 --device cuda --data-dir /tmp/kchain-gpu-gateway/data \
+  --port-file /tmp/kchain-gpu-gateway/port >"$out/gateway.log" 2>&1 &
+gateway=$!
+for _ in $(seq 100); do [ -s /tmp/kchain-gpu-gateway/port ] && break; sleep 0.1; done
+"$build/bin/kchain-demo" --url "http://127.0.0.1:$(cat /tmp/kchain-gpu-gateway/port 2>/dev/null)" \
+  --samples "$samples" --hot-runs 1000 2>&1 | tee "$out/demo.log"
+demo_rc=${PIPESTATUS[0]}
+kill -TERM $gateway 2>/dev/null; wait $gateway 2>/dev/null
+head -1 "$out/gateway.log"
+
 if [ $bench = 1 ]; then
   echo "== micro-benchmarks"
   "$build/bin/kchain_micro_bench" --benchmark_repetitions=10 --benchmark_report_aggregates_only=true \
@@ -76,7 +88,9 @@ fi
 echo "other tests: ${rest_line:-did not run}"
 grep -E "hot runs|cold start|warm start|held-out" "$out/run-cnn.log" | sed 's/^ */cnn:         /'
 grep -E "hot runs" "$out/run-vecadd.log" | sed 's/^ */vecadd:      /'
+echo "gateway:     kchain-demo exit $demo_rc"
+grep -E "^==|start  client|x1000|held-out|checked" "$out/demo.log" | sed 's/^/  /'
 if [ $bench = 1 ]; then
   sed -n '/^Hot path/,$p' "$out/micro_bench.txt"
 fi
-[ $gpu_rc = 0 ] && [ $rest_rc = 0 ]
+[ $gpu_rc = 0 ] && [ $rest_rc = 0 ] && [ "$demo_rc" = 0 ]
