@@ -89,7 +89,8 @@ const std::map<std::string, std::pair<Setter, const char*>>& Options() {
         "invocations waiting per function before 429 (default 64)"}},
       {"invoke-timeout-ms",
        {IntSetter(&GatewayConfig::invoke_timeout_ms, 1, 86400000),
-        "per-invocation timeout in milliseconds (default 30000)"}},
+        "per-invocation timeout in ms: the wait for an instance and, with process isolation, "
+        "the run (default 30000)"}},
       {"parked-ttl-s",
        {IntSetter(&GatewayConfig::parked_ttl_s, 0, 31536000),
         "seconds a parked instance is kept before it is destroyed (default 600)"}},
@@ -108,6 +109,49 @@ const std::map<std::string, std::pair<Setter, const char*>>& Options() {
           return Status();
         },
         "write the bound port to this file once listening (handy with --port 0)"}},
+      {"isolation",
+       {[](GatewayConfig* c, const std::string& v) -> Status {
+          if (v != "process" && v != "none") {
+            return InvalidArgumentError("'" + v + "' is not process or none");
+          }
+          c->isolation = v;
+          return Status();
+        },
+        "process (each instance in a sandboxed worker process) or none (default process)"}},
+      {"worker-path",
+       {[](GatewayConfig* c, const std::string& v) {
+          c->worker_path = v;
+          return Status();
+        },
+        "the kchain-worker executable (default: next to kchain-gateway)"}},
+      {"prestarted-workers",
+       {IntSetter(&GatewayConfig::prestarted_workers, 0, 1024),
+        "pre-initialized workers kept ready for cold starts (default 2)"}},
+      {"max-workers",
+       {IntSetter(&GatewayConfig::max_workers, 1, 65536),
+        "worker processes at most (default 256)"}},
+      {"worker-memory-limit",
+       {[](GatewayConfig* c, const std::string& v) -> Status {
+          KCHAIN_ASSIGN_OR_RETURN(c->worker_memory_limit, ParseSize(v));
+          return Status();
+        },
+        "host memory a worker may add to its start-up footprint; 0: none (default 2GiB)"}},
+      {"worker-cpu-seconds",
+       {IntSetter(&GatewayConfig::worker_cpu_seconds, 0, int64_t{1} << 40),
+        "CPU seconds a worker may use in its life; 0: none (default 3600)"}},
+      {"worker-sandbox",
+       {[](GatewayConfig* c, const std::string& v) -> Status {
+          if (v != "on" && v != "off") return InvalidArgumentError("'" + v + "' is not on or off");
+          c->worker_sandbox = v == "on";
+          return Status();
+        },
+        "network namespace, seccomp, limits for workers: on or off (default on)"}},
+      {"api-keys",
+       {[](GatewayConfig* c, const std::string& v) {
+          c->api_keys = v;
+          return Status();
+        },
+        "JSON file of API keys and their tenants (default: none, development mode)"}},
       {"log-level",
        {[](GatewayConfig* c, const std::string& v) -> Status {
           KCHAIN_ASSIGN_OR_RETURN(c->log_level, ParseLogLevel(v));
@@ -225,13 +269,13 @@ std::string Usage() {
   std::string out =
       "usage: kchain-gateway [--config FILE] [--flag VALUE]...\n"
       "Serves kchain functions over HTTP (API under /v1, see docs/api.md).\n\n"
-      "  --config FILE                 JSON file with any of the settings below\n";
+      "  --config FILE                  JSON file with any of the settings below\n";
   for (const auto& [name, option] : Options()) {
     char line[256];
-    std::snprintf(line, sizeof line, "  --%-28s %s\n", name.c_str(), option.second);
+    std::snprintf(line, sizeof line, "  --%-28s %s\n", (name + " V").c_str(), option.second);
     out += line;
   }
-  out += "  --version                     print the version\n";
+  out += "  --version                      print the version\n";
   return out;
 }
 

@@ -28,6 +28,17 @@ struct GatewayConfig {
   uint32_t stage_timing_period = 64;
   LogLevel log_level = LogLevel::kInfo;
   std::string port_file;  // when set, the bound port is written there once listening
+
+  // Isolation: "process" runs every instance in a sandboxed kchain-worker process; "none"
+  // runs them inside the gateway.
+  std::string isolation = "process";
+  std::string worker_path;  // empty: kchain-worker next to the gateway's own executable
+  int prestarted_workers = 2;
+  int max_workers = 256;
+  uint64_t worker_memory_limit = uint64_t{2} << 30;  // host memory above the worker's baseline
+  uint64_t worker_cpu_seconds = 3600;
+  bool worker_sandbox = true;
+  std::string api_keys;  // API key file; empty: development mode, no authentication
 };
 
 // Parses "123", "64KiB", "512MiB", "8GiB", "1TiB" (also K, M, G, T and KB, MB, GB, TB, all

@@ -70,7 +70,20 @@ class ExecInstance {
   virtual Status Wake(StartTimings* timings) = 0;
   // True once the instance can never run again (device fault, worker gone).
   virtual bool broken() const = 0;
+  // A cheap check before an idle instance is handed out: false when it died while idle (its
+  // worker was killed, say), so that the invocation gets a fresh one instead of an error.
+  virtual bool Alive() { return !broken(); }
   virtual kchain::ExecMode exec_mode() const = 0;
+};
+
+// What the executor reports about itself for /readyz and /metrics.
+struct ExecutorStats {
+  std::string isolation;  // "none" or "process"
+  int workers_live = 0;   // worker processes alive (idle pool included)
+  int workers_idle = 0;   // pre-initialized workers waiting for a first instance
+  std::vector<std::pair<std::string, uint64_t>> restarts;  // worker deaths by reason
+  std::string last_restart;                                // the latest, described
+  std::string sandbox;                                     // measures in force, and notes
 };
 
 class Executor {
@@ -90,6 +103,9 @@ class Executor {
   virtual bool Ready(std::string* why) const = 0;
   // Device memory held by instances now, as the device counts it.
   virtual size_t device_memory_in_use() const = 0;
+  // The device's memory in all.
+  virtual size_t device_memory_total() const = 0;
+  virtual ExecutorStats Stats() const = 0;
 };
 
 // Runs instances inside this process on `device`.

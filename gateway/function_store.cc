@@ -93,6 +93,12 @@ StatusOr<std::unique_ptr<FunctionStore>> FunctionStore::Open(const std::string& 
   for (const auto& entry : fs::directory_iterator(fs::path(data_dir) / "tmp", ec)) {
     fs::remove_all(entry.path(), ec);
   }
+  // Uploads are staging for deploys, kept a day.
+  const auto expiry = fs::file_time_type::clock::now() - std::chrono::hours(24);
+  for (const auto& entry : fs::recursive_directory_iterator(fs::path(data_dir) / "uploads", ec)) {
+    if (entry.is_regular_file(ec) && entry.last_write_time(ec) < expiry)
+      fs::remove(entry.path(), ec);
+  }
   // Probe that the folder is writable now rather than at the first deploy.
   const std::string probe = (fs::path(data_dir) / "tmp" / "probe").string();
   KCHAIN_RETURN_IF_ERROR(WriteFileAtomic(probe, AsBytes("ok")));
@@ -235,20 +241,27 @@ Status FunctionStore::Delete(const FunctionKey& key) {
   return Status();
 }
 
-StatusOr<std::string> FunctionStore::PutUpload(std::span<const std::byte> bytes) {
+StatusOr<std::string> FunctionStore::PutUpload(const std::string& tenant,
+                                               std::span<const std::byte> bytes) {
+  KCHAIN_RETURN_IF_ERROR(ValidateName(tenant, "tenant"));
   const std::string id = Sha256Hex(bytes);
-  const std::string path = (fs::path(data_dir_) / "uploads" / id).string();
+  const fs::path dir = fs::path(data_dir_) / "uploads" / tenant;
   std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return InternalError("cannot create '" + dir.string() + "': " + ec.message());
+  const std::string path = (dir / id).string();
   if (!fs::exists(path, ec)) KCHAIN_RETURN_IF_ERROR(WriteFileAtomic(path, bytes));
   return id;
 }
 
-StatusOr<std::string> FunctionStore::ReadUpload(const std::string& id) const {
+StatusOr<std::string> FunctionStore::ReadUpload(const std::string& tenant,
+                                                const std::string& id) const {
+  KCHAIN_RETURN_IF_ERROR(ValidateName(tenant, "tenant"));
   if (id.size() != 64 || id.find_first_not_of("0123456789abcdef") != std::string::npos) {
     return InvalidArgumentError("upload id '" + id.substr(0, 80) +
                                 "' is not a SHA-256 (64 lowercase hex digits)");
   }
-  auto bytes = ReadFileToString((fs::path(data_dir_) / "uploads" / id).string());
+  auto bytes = ReadFileToString((fs::path(data_dir_) / "uploads" / tenant / id).string());
   if (!bytes.ok() && bytes.status().code() == StatusCode::kNotFound) {
     return NotFoundError("no upload with id " + id + " (POST the bytes to /v1/uploads first)");
   }

@@ -5,7 +5,8 @@
 //   tenants/<tenant>/functions/<name>/v<N>/manifest.json
 //   tenants/<tenant>/functions/<name>/v<N>/kernel.so     never modified once written
 //   tenants/<tenant>/functions/<name>/v<N>/constants.bin (when the function has constants)
-//   uploads/<sha256>                                      blobs uploaded ahead of a deploy
+//   uploads/<tenant>/<sha256>                             blobs uploaded ahead of a deploy,
+//                                                         removed a day after they were written
 //   tmp/                                                  staging; emptied at start
 // A version folder is written under tmp/ and renamed into place whole; function.json is
 // replaced atomically. A crash at any point leaves either the old or the new version current,
@@ -90,10 +91,11 @@ class FunctionStore {
   // Removes the function: function.json first (so a crash leaves nothing current), then files.
   Status Delete(const FunctionKey& key);
 
-  // Blobs uploaded ahead of a deploy, addressed by their SHA-256 (64 lowercase hex digits).
-  StatusOr<std::string> PutUpload(std::span<const std::byte> bytes);
+  // Blobs uploaded ahead of a deploy, per tenant, addressed by their SHA-256 (64 lowercase
+  // hex digits).
+  StatusOr<std::string> PutUpload(const std::string& tenant, std::span<const std::byte> bytes);
   // kNotFound for an unknown id, kInvalidArgument for a malformed one.
-  StatusOr<std::string> ReadUpload(const std::string& id) const;
+  StatusOr<std::string> ReadUpload(const std::string& tenant, const std::string& id) const;
 
   const std::string& data_dir() const { return data_dir_; }
 

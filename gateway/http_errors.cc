@@ -23,6 +23,10 @@ int HttpStatusFor(StatusCode code) {
       return 429;
     case StatusCode::kUnimplemented:
       return 501;
+    case StatusCode::kMethodNotAllowed:
+      return 405;
+    case StatusCode::kLengthRequired:
+      return 411;
     case StatusCode::kKernelError:
       return 502;
     case StatusCode::kUnavailable:

@@ -8,8 +8,9 @@
 
 namespace kchain::gateway {
 
-// invalid_argument 400, unauthenticated 401, not_found 404, already_exists and
-// failed_precondition 409, payload_too_large 413, resource_exhausted 429, internal 500,
+// invalid_argument 400, unauthenticated 401, not_found 404, method_not_allowed 405,
+// already_exists and failed_precondition 409, length_required 411, payload_too_large 413,
+// resource_exhausted 429, internal 500,
 // unimplemented 501, kernel_error 502 (the function's own code failed; kchain is fine),
 // unavailable 503, deadline_exceeded 504.
 int HttpStatusFor(StatusCode code);

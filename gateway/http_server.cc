@@ -29,6 +29,7 @@ struct RequestContext {
   std::string function;
   const char* start_type = "-";
   bool counted = false;  // counted in in_flight_ (requests rejected before routing are not)
+  Caller caller;         // who is asking (set by authentication)
 };
 thread_local RequestContext t_request;
 
@@ -38,10 +39,14 @@ double MicrosSince(Clock::time_point start) {
 
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+// Media types compare case-insensitively (RFC 9110); parameters after ';' are ignored.
 bool HasContentType(const httplib::Request& req, std::string_view type) {
   const std::string value = req.get_header_value("Content-Type");
-  return value.size() >= type.size() && value.compare(0, type.size(), type) == 0 &&
-         (value.size() == type.size() || value[type.size()] == ';' || value[type.size()] == ' ');
+  if (value.size() < type.size()) return false;
+  for (size_t i = 0; i < type.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(value[i])) != type[i]) return false;
+  }
+  return value.size() == type.size() || value[type.size()] == ';' || value[type.size()] == ' ';
 }
 
 json InfoJson(const FunctionInfo& info, const SchedulerOptions& limits) {
@@ -143,7 +148,28 @@ std::string ServerTiming(const InvokeTimings& t, StartType start) {
 }  // namespace
 
 struct HttpServer::Handlers {
-  static std::string Tenant(const httplib::Request&) { return kDefaultTenant; }
+  // The tenant a request acts on: the caller's own, or, for an admin, the one named by
+  // ?tenant=. A non-admin naming another tenant gets the same 404 as for a missing function,
+  // so that names never leak across tenants.
+  static bool Tenant(HttpServer* self, const httplib::Request& req, httplib::Response& res,
+                     std::string* tenant) {
+    const Caller& caller = t_request.caller;
+    *tenant = caller.tenant;
+    if (!req.has_param("tenant")) return true;
+    const std::string wanted = req.get_param_value("tenant");
+    if (Status valid = ValidateName(wanted, "tenant"); !valid.ok()) {
+      self->SendStatus(res, valid);
+      return false;
+    }
+    if (!caller.admin && wanted != caller.tenant) {
+      self->SendStatus(res, req.matches.size() > 1
+                                ? NotFoundError("no function '" + std::string(req.matches[1]) + "'")
+                                : NotFoundError("no such tenant"));
+      return false;
+    }
+    *tenant = wanted;
+    return true;
+  }
 
   static void Json(httplib::Response& res, int status, const json& body) {
     res.status = status;
@@ -153,7 +179,7 @@ struct HttpServer::Handlers {
   // Resolves the function named in the path; sends 400 for an invalid name.
   static bool Key(HttpServer* self, const httplib::Request& req, httplib::Response& res,
                   FunctionKey* key) {
-    key->tenant = Tenant(req);
+    if (!Tenant(self, req, res, &key->tenant)) return false;
     key->name = req.matches[1];
     t_request.function = key->name;
     Status valid = ValidateName(key->name, "function");
@@ -164,28 +190,57 @@ struct HttpServer::Handlers {
     return true;
   }
 
-  static void Root(HttpServer* self, const httplib::Request&, httplib::Response& res) {
-    Json(res, 200,
-         {{"server", "kchain-gateway"},
-          {"version", KCHAIN_VERSION},
-          {"api", "v1"},
-          {"device",
-           {{"kind", std::string(DeviceKindName(self->service_->executor().device_kind()))},
-            {"name", self->service_->executor().device_name()}}}});
+  static json WorkersJson(const ExecutorStats& stats) {
+    json restarts = json::object();
+    for (const auto& [reason, n] : stats.restarts) restarts[reason] = n;
+    return {{"live", stats.workers_live}, {"idle", stats.workers_idle}, {"restarts", restarts}};
   }
 
+  static void Root(HttpServer* self, const httplib::Request&, httplib::Response& res) {
+    const ExecutorStats stats = self->service_->executor().Stats();
+    json body = {{"server", "kchain-gateway"},
+                 {"version", KCHAIN_VERSION},
+                 {"api", "v1"},
+                 {"tenant", t_request.caller.tenant},
+                 {"admin", t_request.caller.admin},
+                 {"authentication", self->options_.keys != nullptr ? "api keys" : "none"},
+                 {"isolation", stats.isolation},
+                 {"sandbox", stats.sandbox},
+                 {"device",
+                  {{"kind", std::string(DeviceKindName(self->service_->executor().device_kind()))},
+                   {"name", self->service_->executor().device_name()}}}};
+    if (stats.isolation == "process") {
+      body["workers"] = WorkersJson(stats);
+      // The description names a function: admins only.
+      if (t_request.caller.admin) body["workers"]["last_restart"] = stats.last_restart;
+    }
+    Json(res, 200, body);
+  }
+
+  // Unauthenticated (probes): reports state and counts, never names.
   static void Ready(HttpServer* self, const httplib::Request&, httplib::Response& res) {
     std::string why;
+    const ExecutorStats stats = self->service_->executor().Stats();
     if (self->service_->Ready(&why)) {
-      Json(res, 200, {{"status", "ready"}, {"device", self->service_->executor().device_name()}});
+      json body = {{"status", "ready"},
+                   {"device", self->service_->executor().device_name()},
+                   {"isolation", stats.isolation}};
+      if (stats.isolation == "process") body["workers"] = WorkersJson(stats);
+      Json(res, 200, body);
     } else {
       self->SendStatus(res, UnavailableError(why));
     }
   }
 
   static void List(HttpServer* self, const httplib::Request& req, httplib::Response& res) {
+    std::optional<std::string> tenant;
+    if (!t_request.caller.admin || req.has_param("tenant")) {
+      std::string t;
+      if (!Tenant(self, req, res, &t)) return;
+      tenant = t;
+    }
     json functions = json::array();
-    for (const auto& info : self->service_->List(Tenant(req))) {
+    for (const auto& info : self->service_->List(tenant)) {
       functions.push_back(InfoJson(info, self->service_->options().scheduler));
     }
     Json(res, 200, {{"functions", functions}});
@@ -221,7 +276,9 @@ struct HttpServer::Handlers {
           res,
           InvalidArgumentError("upload the bytes with Content-Type: application/octet-stream"));
     }
-    auto id = self->service_->PutUpload(AsBytes(req.body));
+    std::string tenant;
+    if (!Tenant(self, req, res, &tenant)) return;
+    auto id = self->service_->PutUpload(tenant, AsBytes(req.body));
     if (!id.ok()) return self->SendStatus(res, id.status());
     Json(res, 201, {{"upload_id", *id}, {"bytes", req.body.size()}});
   }
@@ -274,14 +331,14 @@ struct HttpServer::Handlers {
                                       "ids (strings)"));
       }
       manifest = Dump(body["manifest"]);
-      auto lib = self->service_->ReadUpload(body["library"].get<std::string>());
+      auto lib = self->service_->ReadUpload(key.tenant, body["library"].get<std::string>());
       if (!lib.ok()) {
         return self->SendStatus(res, InvalidArgumentError("library: " + lib.status().message()));
       }
       library_storage = std::move(*lib);
       library = library_storage;
       if (body.contains("constants")) {
-        auto c = self->service_->ReadUpload(body["constants"].get<std::string>());
+        auto c = self->service_->ReadUpload(key.tenant, body["constants"].get<std::string>());
         if (!c.ok()) {
           return self->SendStatus(res, InvalidArgumentError("constants: " + c.status().message()));
         }
@@ -304,35 +361,38 @@ struct HttpServer::Handlers {
     const auto start = Clock::now();
     FunctionKey key;
     if (!Key(self, req, res, &key)) return;
+    // Every failure of a known function counts in its metrics.
+    auto fail = [&](const Status& status) {
+      if (auto metrics = self->service_->MetricsFor(key)) metrics->RecordFailure(status.code());
+      self->SendStatus(res, status);
+    };
     const bool binary = HasContentType(req, kBinary);
     const bool is_json = !binary && HasContentType(req, kJson);
     if (!binary && !is_json) {
-      return self->SendStatus(
-          res, InvalidArgumentError("invoke with Content-Type application/octet-stream (raw "
-                                    "input bytes) or application/json ({\"input\": [...]})"));
+      return fail(
+          InvalidArgumentError("invoke with Content-Type application/octet-stream (raw "
+                               "input bytes) or application/json ({\"input\": [...]})"));
     }
 
-    // JSON is parsed before an instance is taken, so that no instance waits on parsing.
+    // JSON is parsed, and a binary input's size checked, before an instance is taken, so that
+    // no instance waits on parsing and a request that cannot run never starts one.
     json body;
     bool base64_output = false;
     if (is_json) {
       try {
         body = json::parse(req.body);
       } catch (const json::exception& e) {
-        return self->SendStatus(
-            res, InvalidArgumentError(std::string("body is not valid JSON: ") + e.what()));
+        return fail(InvalidArgumentError(std::string("body is not valid JSON: ") + e.what()));
       }
       Status shape = CheckInvokeBody(body, &base64_output);
-      if (!shape.ok()) return self->SendStatus(res, shape);
+      if (!shape.ok()) return fail(shape);
+    } else if (auto current = self->service_->Current(key)) {
+      Status size = CheckInputSize(req.body.size(), current->spec(), key.name);
+      if (!size.ok()) return fail(size);
     }
 
     auto lease = self->service_->Acquire(key);
-    if (!lease.ok()) {
-      if (auto metrics = self->service_->MetricsFor(key)) {
-        metrics->RecordFailure(lease.status().code());
-      }
-      return self->SendStatus(res, lease.status());
-    }
+    if (!lease.ok()) return fail(lease.status());
     auto* metrics = static_cast<FunctionMetrics*>(lease->function_data());
     const FunctionSpec& spec = lease->version().spec();
     t_request.start_type = StartTypeName(lease->start()).data();
@@ -454,12 +514,43 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
   s.set_read_timeout(options_.read_timeout_s, 0);
   s.set_payload_max_length(options_.max_body);
 
-  s.set_pre_routing_handler([this](const httplib::Request&, httplib::Response&) {
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_request.start = Clock::now();
     t_request.function.clear();
     t_request.start_type = "-";
     t_request.counted = true;
     in_flight_.fetch_add(1);
+    // A POST/PUT/PATCH with neither Content-Length nor chunked encoding would make the HTTP
+    // library wait for the connection to close (60 s). Park takes no body; the others must
+    // declare theirs.
+    if ((req.method == "POST" || req.method == "PUT" || req.method == "PATCH") &&
+        !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding") &&
+        !(req.path.size() > 5 && req.path.compare(req.path.size() - 5, 5, "/park") == 0)) {
+      SendStatus(res, LengthRequiredError(
+                          "send a Content-Length header (an empty body is Content-Length: 0; "
+                          "with curl add -d '' or --data-binary @file)"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    // Probes need no key; everything else does, when keys are configured.
+    if (req.path == "/healthz" || req.path == "/readyz") {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    if (options_.keys == nullptr) {
+      t_request.caller = Caller{kDefaultTenant, /*admin=*/true};
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    auto caller = options_.keys->Authenticate(req.get_header_value("Authorization"));
+    if (!caller.ok()) {
+      res.set_header("WWW-Authenticate", "Bearer realm=\"kchain\"");
+      SendStatus(res, caller.status());
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    t_request.caller = std::move(*caller);
+    if (req.path == "/metrics" && !t_request.caller.admin) {
+      // Metrics name every tenant's functions.
+      SendStatus(res, UnauthenticatedError("/metrics needs an admin key"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
     return httplib::Server::HandlerResponse::Unhandled;
   });
   s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
@@ -476,30 +567,36 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
   });
   // Errors httplib produces itself (no route, body too large, malformed request) get the same
   // JSON error body as ours; our own error responses already have one.
-  s.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
-                                                                  httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    Status status;
-    switch (res.status) {
-      case 404:
-        status = NotFoundError("no route for " + req.method + " " + req.path.substr(0, 200));
-        break;
-      case 405:
-        status = InvalidArgumentError(req.method + " is not allowed on " + req.path.substr(0, 200));
-        break;
-      case 413:
-        status = PayloadTooLargeError("the request body is larger than the server's limit (" +
-                                      std::to_string(options_.max_body) + " bytes)");
-        break;
-      default:
-        status =
-            InvalidArgumentError("malformed request (HTTP " + std::to_string(res.status) + ")");
-    }
-    const int code = res.status;
-    res.set_content(ErrorBody(status), kJson);
-    res.status = code;
-    return httplib::Server::HandlerResponse::Handled;
-  }));
+  s.set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        Status status;
+        switch (res.status) {
+          case 404:
+            status = NotFoundError("no route for " + req.method + " " + req.path.substr(0, 200));
+            break;
+          case 405:
+            status =
+                MethodNotAllowedError(req.method + " is not allowed on " + req.path.substr(0, 200));
+            break;
+          case 413:
+            // The HTTP library caps form-encoded bodies (what curl -d sends by default) at 8 KiB.
+            status = PayloadTooLargeError(
+                HasContentType(req, "application/x-www-form-urlencoded")
+                    ? "form-encoded bodies are limited to 8 KiB: send the bytes as "
+                      "application/octet-stream (curl: -H 'Content-Type: application/octet-stream')"
+                    : "the request body is larger than the server's limit (" +
+                          std::to_string(options_.max_body) + " bytes, --max-body)");
+            break;
+          default:
+            status =
+                InvalidArgumentError("malformed request (HTTP " + std::to_string(res.status) + ")");
+        }
+        const int code = res.status;
+        res.set_content(ErrorBody(status), kJson);
+        res.status = code;
+        return httplib::Server::HandlerResponse::Handled;
+      }));
   s.set_exception_handler(
       [this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
         std::string what = "unknown exception";
@@ -530,7 +627,10 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
   s.Put(fn_path, bind(&Handlers::Deploy));
   s.Delete(fn_path, bind(&Handlers::Delete));
   s.Post(fn_path + "/invoke", bind(&Handlers::Invoke));
-  s.Post(fn_path + "/park", bind(&Handlers::Park));
+  // A content-reader handler: the (empty) body is never waited for.
+  s.Post(fn_path + "/park",
+         [this](const httplib::Request& req, httplib::Response& res,
+                const httplib::ContentReader&) { Handlers::Park(this, req, res); });
   s.Post("/v1/uploads", bind(&Handlers::Upload));
   // Known paths with the wrong method: 405 rather than 404.
   const std::vector<std::pair<std::string, std::string>> allowed = {
@@ -543,11 +643,9 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
     auto not_allowed = [this, methods = methods](const httplib::Request& req,
                                                  httplib::Response& res) {
       res.set_header("Allow", methods);
-      res.status = 405;
-      res.set_content(
-          ErrorBody(InvalidArgumentError(req.method + " is not allowed on " +
-                                         req.path.substr(0, 200) + " (allowed: " + methods + ")")),
-          kJson);
+      SendStatus(
+          res, MethodNotAllowedError(req.method + " is not allowed on " + req.path.substr(0, 200) +
+                                     " (allowed: " + methods + ")"));
     };
     for (const char* method : {"GET", "PUT", "POST", "DELETE", "PATCH"}) {
       if (methods.find(method) != std::string::npos) continue;
@@ -564,7 +662,15 @@ HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::SendStatus(httplib::Response& res, const Status& status) const {
   res.status = HttpStatusFor(status.code());
-  res.set_content(ErrorBody(status), kJson);
+  if (status.code() == StatusCode::kResourceExhausted) res.set_header("Retry-After", "1");
+  // Messages may quote stored files; callers need not learn where the data directory is.
+  std::string message = status.message();
+  const std::string& data_dir = service_->data_dir();
+  for (size_t at = message.find(data_dir); !data_dir.empty() && at != std::string::npos;
+       at = message.find(data_dir, at)) {
+    message.replace(at, data_dir.size() + (message.compare(at + data_dir.size(), 1, "/") == 0), "");
+  }
+  res.set_content(ErrorBody(Status(status.code(), std::move(message))), kJson);
 }
 
 StatusOr<int> HttpServer::Bind() {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "gateway/auth.h"
 #include "gateway/log.h"
 #include "gateway/service.h"
 
@@ -31,6 +32,9 @@ struct HttpOptions {
   uint64_t max_body = uint64_t{1} << 30;
   int keep_alive_timeout_s = 5;
   int read_timeout_s = 60;
+  // API keys; null runs the development mode: no authentication, every caller is an admin
+  // of the tenant "default".
+  const ApiKeys* keys = nullptr;
 };
 
 class HttpServer {

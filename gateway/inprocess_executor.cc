@@ -87,6 +87,14 @@ class InProcessExecutor final : public Executor {
   }
 
   size_t device_memory_in_use() const override { return device_->memory_in_use(); }
+  size_t device_memory_total() const override { return device_->limits().total_memory_bytes; }
+
+  ExecutorStats Stats() const override {
+    ExecutorStats stats;
+    stats.isolation = "none";
+    stats.sandbox = "none: kernels run inside the gateway process";
+    return stats;
+  }
 
  private:
   std::shared_ptr<kchain::Device> device_;

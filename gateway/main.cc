@@ -11,18 +11,31 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <optional>
 #include <thread>
 
+#include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/executor.h"
 #include "gateway/files.h"
 #include "gateway/http_server.h"
 #include "gateway/log.h"
+#include "gateway/process_executor.h"
 #include "gateway/service.h"
 
 namespace {
 
 using namespace kchain::gateway;
+
+// kchain-worker is installed beside kchain-gateway.
+std::string WorkerNextToUs() {
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "kchain-worker";
+  self[n] = '\0';
+  return (std::filesystem::path(self).parent_path() / "kchain-worker").string();
+}
 
 kchain::StatusOr<std::shared_ptr<kchain::Device>> OpenDevice(const GatewayConfig& config) {
   if (config.device == "auto") {
@@ -55,13 +68,50 @@ int Run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  auto device = OpenDevice(config);
-  if (!device.ok()) {
-    logger.Error("cannot open the device: " + device.status().ToString());
-    return 1;
+  std::optional<ApiKeys> keys;
+  if (!config.api_keys.empty()) {
+    auto loaded = ApiKeys::LoadFile(config.api_keys);
+    if (!loaded.ok()) {
+      logger.Error("cannot load API keys: " + loaded.status().message());
+      return 1;
+    }
+    keys = std::move(*loaded);
   }
+
   kchain::InstanceOptions instance_options;
   instance_options.stage_timing_period = config.stage_timing_period;
+  std::unique_ptr<Executor> executor;
+  if (config.isolation == "none") {
+    auto device = OpenDevice(config);
+    if (!device.ok()) {
+      logger.Error("cannot open the device: " + device.status().ToString());
+      return 1;
+    }
+    executor = MakeInProcessExecutor(*device, instance_options);
+  } else {
+    ProcessExecutorOptions process;
+    process.launch.binary = config.worker_path.empty() ? WorkerNextToUs() : config.worker_path;
+    process.launch.device = config.device;
+    process.launch.ordinal = config.device_ordinal;
+    process.launch.workdir_root = config.data_dir + "/workers";
+    process.launch.sandbox = config.worker_sandbox;
+    process.launch.cpu_seconds = config.worker_cpu_seconds;
+    // RLIMIT_AS backstop for host workers: well above the watched memory limit.
+    process.launch.address_space_headroom =
+        config.worker_memory_limit == 0 ? 0 : 4 * config.worker_memory_limit + (uint64_t{1} << 30);
+    process.prestarted_workers = config.prestarted_workers;
+    process.max_workers = config.max_workers;
+    process.memory_limit_bytes = config.worker_memory_limit;
+    process.run_timeout = std::chrono::milliseconds(config.invoke_timeout_ms);
+    process.stage_timing_period = config.stage_timing_period;
+    logger.Info("starting worker processes (" + process.launch.binary + ")");
+    auto made = MakeProcessExecutor(process);
+    if (!made.ok()) {
+      logger.Error("cannot start workers: " + made.status().message());
+      return 1;
+    }
+    executor = std::move(*made);
+  }
 
   ServiceOptions options;
   options.data_dir = config.data_dir;
@@ -69,11 +119,11 @@ int Run(int argc, char** argv) {
   options.scheduler.max_queue_per_function = config.max_queue;
   options.scheduler.invoke_timeout = std::chrono::milliseconds(config.invoke_timeout_ms);
   options.scheduler.parked_ttl = std::chrono::seconds(config.parked_ttl_s);
-  options.scheduler.memory_budget_bytes = config.memory_budget != 0
-                                              ? config.memory_budget
-                                              : (*device)->limits().total_memory_bytes / 10 * 9;
-  const std::string device_name = (*device)->name();
-  auto service = Service::Create(options, MakeInProcessExecutor(*device, instance_options),
+  options.scheduler.memory_budget_bytes =
+      config.memory_budget != 0 ? config.memory_budget : executor->device_memory_total() / 10 * 9;
+  const std::string device_name = executor->device_name();
+  const ExecutorStats stats = executor->Stats();
+  auto service = Service::Create(options, std::move(executor),
                                  [&logger](const std::string& line) { logger.Info(line); });
   if (!service.ok()) {
     logger.Error("cannot start: " + service.status().ToString());
@@ -87,6 +137,7 @@ int Run(int argc, char** argv) {
                      ? config.threads
                      : std::max(16, 4 * static_cast<int>(std::thread::hardware_concurrency()));
   http.max_body = config.max_body;
+  http.keys = keys ? &*keys : nullptr;
   HttpServer server(service->get(), &logger, http);
   auto port = server.Bind();
   if (!port.ok()) {
@@ -112,14 +163,25 @@ int Run(int argc, char** argv) {
     server.Stop();
   });
 
-  char line[512];
+  if (!keys) {
+    logger.Warning(
+        "NO API KEYS CONFIGURED (--api-keys): development mode. Anyone who can reach this port "
+        "can deploy, run and delete functions, as an admin of the tenant 'default'. Do not "
+        "expose it beyond this machine.");
+  } else {
+    logger.Info("authentication: " + std::to_string(keys->size()) + " API key(s) for " +
+                std::to_string(keys->tenant_count()) + " tenant(s)");
+  }
+  const std::string budget = options.scheduler.memory_budget_bytes == 0
+                                 ? std::string("none")
+                                 : std::to_string(options.scheduler.memory_budget_bytes) + " bytes";
+  char line[1024];
   std::snprintf(line, sizeof line,
                 "kchain-gateway %s listening on http://%s:%d (device: %s; data: %s; %zu "
-                "function(s); %d threads; memory budget %llu bytes; isolation: none)",
+                "function(s); %d threads; memory budget %s; isolation: %s; sandbox: %s)",
                 KCHAIN_VERSION, config.host.c_str(), *port, device_name.c_str(),
                 (*service)->options().data_dir.c_str(), (*service)->List(std::nullopt).size(),
-                http.threads,
-                static_cast<unsigned long long>(options.scheduler.memory_budget_bytes));
+                http.threads, budget.c_str(), stats.isolation.c_str(), stats.sandbox.c_str());
   logger.Info(line);
   server.Serve();
   // Serve returns after a signal; if it returned on its own, stop the signal thread too.

@@ -61,7 +61,7 @@ void Histogram::Render(const std::string& name, const std::string& labels, std::
   char le[32];
   for (size_t i = 0; i < kBoundsUs.size(); ++i) {
     cumulative += buckets_[i].load(std::memory_order_relaxed);
-    std::snprintf(le, sizeof le, "%g", kBoundsUs[i]);
+    std::snprintf(le, sizeof le, "%.0f", kBoundsUs[i]);
     Sample(name + "_bucket", labels + ",le=\"" + le + "\"", static_cast<double>(cumulative), out);
   }
   const uint64_t count = count_.load(std::memory_order_relaxed);
@@ -200,6 +200,17 @@ std::string RenderMetrics(const Service& service) {
   Header("kchain_device_memory_budget_bytes", "gauge", "Device memory budget (0: none)", &out);
   Sample("kchain_device_memory_budget_bytes", device,
          static_cast<double>(service.scheduler().options().memory_budget_bytes), &out);
+  const ExecutorStats stats = service.executor().Stats();
+  Header("kchain_worker_restarts", "counter",
+         "Worker processes that died or were killed, by reason (process isolation)", &out);
+  for (const auto& [reason, n] : stats.restarts) {
+    Sample("kchain_worker_restarts", "reason=\"" + Escape(reason) + "\"", static_cast<double>(n),
+           &out);
+  }
+  Header("kchain_workers", "gauge", "Worker processes alive, and how many wait pre-initialized",
+         &out);
+  Sample("kchain_workers", "state=\"live\"", stats.workers_live, &out);
+  Sample("kchain_workers", "state=\"idle\"", stats.workers_idle, &out);
   std::string why;
   Header("kchain_ready", "gauge", "1 when the server is ready to serve", &out);
   Sample("kchain_ready", "", service.Ready(&why) ? 1 : 0, &out);

@@ -210,6 +210,9 @@ void Scheduler::ParkVictims(std::vector<std::unique_ptr<Slot>> victims) {
 StatusOr<Scheduler::Lease> Scheduler::Acquire(const FunctionKey& key) {
   const auto start = Clock::now();
   const auto deadline = start + options_.invoke_timeout;
+  // Idle instances found dead; declared before the lock so that they are destroyed after it
+  // is released.
+  std::vector<std::unique_ptr<Slot>> dead;
   std::unique_lock<std::mutex> lock(mu_);
   if (shutting_down_) return UnavailableError("the server is shutting down");
   auto found = pools_.find(key);
@@ -225,6 +228,12 @@ StatusOr<Scheduler::Lease> Scheduler::Acquire(const FunctionKey& key) {
       std::unique_ptr<Slot> slot = std::move(pool->idle_resident.back());
       pool->idle_resident.pop_back();
       lru_.erase(slot->lru_pos);
+      if (!slot->instance->Alive()) {  // died while idle (its worker was killed, say)
+        --pool->total;
+        resident_bytes_ -= slot->bytes;
+        dead.push_back(std::move(slot));
+        continue;
+      }
       ++pool->busy;
       ++pool->counters.starts[static_cast<int>(StartType::kHot)];
       return Lease(this, std::move(slot), StartType::kHot, MicrosSince(start), {});
@@ -234,6 +243,11 @@ StatusOr<Scheduler::Lease> Scheduler::Acquire(const FunctionKey& key) {
     if (!pool->idle_parked.empty()) {
       std::unique_ptr<Slot> slot = std::move(pool->idle_parked.back());
       pool->idle_parked.pop_back();
+      if (!slot->instance->Alive()) {
+        --pool->total;
+        dead.push_back(std::move(slot));
+        continue;
+      }
       std::vector<std::unique_ptr<Slot>> victims;
       Status reserved = ReserveLocked(slot->bytes, &victims);
       if (!reserved.ok()) {

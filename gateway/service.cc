@@ -103,10 +103,11 @@ StatusOr<Service::DeployResult> Service::Deploy(const FunctionKey& key,
   const size_t instance_bytes = manifest.spec.max_input_bytes + manifest.spec.tmp_bytes +
                                 manifest.spec.out_bytes + manifest.spec.constant_bytes;
   if (budget != 0 && instance_bytes > budget) {
-    return ResourceExhaustedError("an instance of this function needs " +
-                                  std::to_string(instance_bytes) +
-                                  " bytes of device memory, more than the server's budget (" +
-                                  std::to_string(budget) + " bytes)");
+    // Permanent for this server: not a "retry later" 429.
+    return InvalidArgumentError("an instance of this function needs " +
+                                std::to_string(instance_bytes) +
+                                " bytes of device memory, more than the server's budget (" +
+                                std::to_string(budget) + " bytes)");
   }
 
   // Claim the function for this deploy, and pick the version number.
@@ -216,6 +217,12 @@ StatusOr<FunctionInfo> Service::Describe(const FunctionKey& key) const {
   return InfoLocked(it->second);
 }
 
+std::shared_ptr<const LoadedVersion> Service::Current(const FunctionKey& key) const {
+  std::shared_lock lock(mu_);
+  auto it = entries_.find(key);
+  return it == entries_.end() ? nullptr : it->second.loaded;
+}
+
 std::shared_ptr<FunctionMetrics> Service::MetricsFor(const FunctionKey& key) const {
   std::shared_lock lock(mu_);
   auto it = entries_.find(key);
@@ -270,13 +277,14 @@ StatusOr<int> Service::Park(const FunctionKey& key) {
   return scheduler_->ParkIdle(key);
 }
 
-StatusOr<std::string> Service::PutUpload(std::span<const std::byte> bytes) {
+StatusOr<std::string> Service::PutUpload(const std::string& tenant,
+                                         std::span<const std::byte> bytes) {
   if (bytes.empty()) return InvalidArgumentError("the upload is empty");
-  return store_->PutUpload(bytes);
+  return store_->PutUpload(tenant, bytes);
 }
 
-StatusOr<std::string> Service::ReadUpload(const std::string& id) const {
-  return store_->ReadUpload(id);
+StatusOr<std::string> Service::ReadUpload(const std::string& tenant, const std::string& id) const {
+  return store_->ReadUpload(tenant, id);
 }
 
 bool Service::Ready(std::string* why) const {

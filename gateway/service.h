@@ -76,12 +76,17 @@ class Service {
   // An instance for one invocation. Errors as Scheduler::Acquire, plus kUnavailable for a
   // function that failed to load.
   StatusOr<Scheduler::Lease> Acquire(const FunctionKey& key);
+  // The current version of `key`, or null: a cheap look-up for checks before Acquire().
+  std::shared_ptr<const LoadedVersion> Current(const FunctionKey& key) const;
+  // The data directory, absolute (error messages are cleaned of it).
+  const std::string& data_dir() const { return store_->data_dir(); }
+
   // Parks the idle instances of `key`. kNotFound for an unknown function.
   StatusOr<int> Park(const FunctionKey& key);
 
-  // Blobs uploaded ahead of a deploy.
-  StatusOr<std::string> PutUpload(std::span<const std::byte> bytes);
-  StatusOr<std::string> ReadUpload(const std::string& id) const;
+  // Blobs uploaded ahead of a deploy, per tenant.
+  StatusOr<std::string> PutUpload(const std::string& tenant, std::span<const std::byte> bytes);
+  StatusOr<std::string> ReadUpload(const std::string& tenant, const std::string& id) const;
 
   // Ready to serve: not shutting down and the device is healthy. `why` says why not.
   bool Ready(std::string* why) const;

@@ -43,6 +43,10 @@ class Backend {
   virtual StatusOr<void*> AllocPinned(size_t bytes) = 0;
   virtual void FreePinned(void* ptr) = 0;
 
+  // Page-locks existing host memory (a no-op on the host backend).
+  virtual Status RegisterHost(void* ptr, size_t bytes) { return Status(); }
+  virtual void UnregisterHost(void* ptr) {}
+
   virtual StatusOr<kchain_stream_t> CreateStream() = 0;
   virtual void DestroyStream(kchain_stream_t stream) = 0;
 

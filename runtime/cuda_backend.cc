@@ -124,6 +124,15 @@ class CudaBackend final : public Backend {
     if (ptr != nullptr) (void)cudaFreeHost(ptr);
   }
 
+  Status RegisterHost(void* ptr, size_t bytes) override {
+    return Check(cudaHostRegister(ptr, bytes, cudaHostRegisterPortable), "cudaHostRegister",
+                 __LINE__);
+  }
+
+  void UnregisterHost(void* ptr) override {
+    if (ptr != nullptr) (void)cudaHostUnregister(ptr);
+  }
+
   StatusOr<kchain_stream_t> CreateStream() override {
     cudaStream_t stream = nullptr;
     // A blocking stream (not cudaStreamNonBlocking), on purpose: a launcher that breaks the

@@ -44,6 +44,33 @@ StatusOr<std::shared_ptr<Device>> Device::OpenAuto() {
 bool Device::CudaCompiledIn() { return internal::CudaCompiledIn(); }
 int Device::CudaDeviceCount() { return internal::CudaDeviceCount(); }
 
+Device::HostRegistration::HostRegistration(HostRegistration&& other) noexcept
+    : device_(other.device_), ptr_(other.ptr_) {
+  other.ptr_ = nullptr;
+}
+
+Device::HostRegistration& Device::HostRegistration::operator=(HostRegistration&& other) noexcept {
+  if (this != &other) {
+    if (ptr_ != nullptr) device_->backend().UnregisterHost(ptr_);
+    device_ = other.device_;
+    ptr_ = other.ptr_;
+    other.ptr_ = nullptr;
+  }
+  return *this;
+}
+
+Device::HostRegistration::~HostRegistration() {
+  if (ptr_ != nullptr) device_->backend().UnregisterHost(ptr_);
+}
+
+StatusOr<Device::HostRegistration> Device::RegisterHostMemory(void* ptr, size_t bytes) const {
+  if (ptr == nullptr || bytes == 0) {
+    return InvalidArgumentError("RegisterHostMemory needs a non-empty range");
+  }
+  KCHAIN_RETURN_IF_ERROR(backend_->RegisterHost(ptr, bytes));
+  return HostRegistration(this, ptr);
+}
+
 bool Device::broken() const { return backend_->broken(); }
 std::string Device::broken_reason() const { return backend_->broken_reason(); }
 size_t Device::memory_in_use() const { return backend_->memory_in_use(); }

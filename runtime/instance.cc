@@ -66,10 +66,25 @@ Status Instance::Initialize() {
       KCHAIN_ASSIGN_OR_RETURN(timer, backend.CreateTimer());
     }
   }
-  KCHAIN_ASSIGN_OR_RETURN(void* in, backend.AllocPinned(spec().max_input_bytes));
-  input_staging_ = static_cast<std::byte*>(in);
-  KCHAIN_ASSIGN_OR_RETURN(void* out, backend.AllocPinned(spec().out_bytes));
-  output_staging_ = static_cast<std::byte*>(out);
+  if (!options_.external_input_staging.empty() || !options_.external_output_staging.empty()) {
+    if (options_.external_input_staging.size() < spec().max_input_bytes ||
+        options_.external_output_staging.size() < spec().out_bytes) {
+      return InvalidArgumentError("external staging buffers of " +
+                                  std::to_string(options_.external_input_staging.size()) + " and " +
+                                  std::to_string(options_.external_output_staging.size()) +
+                                  " bytes are smaller than the function's input and output (" +
+                                  std::to_string(spec().max_input_bytes) + " and " +
+                                  std::to_string(spec().out_bytes) + " bytes)");
+    }
+    owns_staging_ = false;
+    input_staging_ = options_.external_input_staging.data();
+    output_staging_ = options_.external_output_staging.data();
+  } else {
+    KCHAIN_ASSIGN_OR_RETURN(void* in, backend.AllocPinned(spec().max_input_bytes));
+    input_staging_ = static_cast<std::byte*>(in);
+    KCHAIN_ASSIGN_OR_RETURN(void* out, backend.AllocPinned(spec().out_bytes));
+    output_staging_ = static_cast<std::byte*>(out);
+  }
 
   kstate_.struct_size = sizeof(kchain_state_t);
   kstate_.abi_version = KCHAIN_ABI_VERSION;
@@ -99,8 +114,10 @@ Instance::~Instance() {
   (void)backend.Activate();
   DropGraph();
   FreeDeviceBuffers();
-  backend.FreePinned(input_staging_);
-  backend.FreePinned(output_staging_);
+  if (owns_staging_) {
+    backend.FreePinned(input_staging_);
+    backend.FreePinned(output_staging_);
+  }
   for (void* timer : timers_) {
     if (timer != nullptr) backend.DestroyTimer(timer);
   }
@@ -279,9 +296,12 @@ Status Instance::EnqueueChain(size_t input_bytes, bool capturing, bool timed) {
 
   const auto& chain = spec().chain;
   const auto& launchers = function_->launchers();
+  std::atomic<uint32_t>* progress = options_.stage_progress;
   for (size_t i = 0; i < chain.size(); ++i) {
     kstate_.error_code = 0;
     kstate_.error_message[0] = '\0';
+    if (progress != nullptr)
+      progress->store(static_cast<uint32_t>(i + 1), std::memory_order_relaxed);
     launchers[i](&kstate_, chain[i].grid, chain[i].block);
     if (kstate_.error_code != 0) {
       kstate_.error_message[KCHAIN_ERROR_MESSAGE_SIZE - 1] = '\0';  // untrusted: terminate
@@ -299,6 +319,7 @@ Status Instance::EnqueueChain(size_t input_bytes, bool capturing, bool timed) {
     }
   }
 
+  if (progress != nullptr) progress->store(0, std::memory_order_relaxed);
   if (timed) KCHAIN_RETURN_IF_ERROR(backend.RecordTimer(timers_[2], stream_, capturing));
   KCHAIN_RETURN_IF_ERROR(
       backend.CopyToHostAsync(output_staging_, kstate_.out.dat, spec().out_bytes, stream_));

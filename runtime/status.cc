@@ -6,7 +6,7 @@
 namespace kchain {
 namespace {
 
-constexpr std::array<std::pair<StatusCode, std::string_view>, 13> kCodeNames = {{
+constexpr std::array<std::pair<StatusCode, std::string_view>, 15> kCodeNames = {{
     {StatusCode::kOk, "ok"},
     {StatusCode::kInvalidArgument, "invalid_argument"},
     {StatusCode::kNotFound, "not_found"},
@@ -19,6 +19,8 @@ constexpr std::array<std::pair<StatusCode, std::string_view>, 13> kCodeNames = {
     {StatusCode::kUnauthenticated, "unauthenticated"},
     {StatusCode::kKernelError, "kernel_error"},
     {StatusCode::kUnimplemented, "unimplemented"},
+    {StatusCode::kMethodNotAllowed, "method_not_allowed"},
+    {StatusCode::kLengthRequired, "length_required"},
     {StatusCode::kInternal, "internal"},
 }};
 

@@ -3,7 +3,7 @@
 # nothing (not even apt-get update) when everything is already there.
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config binutils googletest libgtest-dev libbenchmark-dev
-          nlohmann-json3-dev libcpp-httplib-dev libssl-dev)
+          nlohmann-json3-dev libcpp-httplib-dev libssl-dev libseccomp-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -73,6 +73,24 @@ class Device {
   // Bytes of device memory currently allocated by kchain on this device.
   size_t memory_in_use() const;
 
+  // Page-locks `bytes` of existing host memory at `ptr` (cudaHostRegister) so that copies
+  // from and to it run at pinned speed, until the returned handle is destroyed. A no-op on
+  // the host backend. kInvalidArgument for a null or empty range; kInternal on CUDA errors.
+  class HostRegistration {
+   public:
+    HostRegistration() = default;
+    HostRegistration(HostRegistration&& other) noexcept;
+    HostRegistration& operator=(HostRegistration&& other) noexcept;
+    ~HostRegistration();
+
+   private:
+    friend class Device;
+    HostRegistration(const Device* device, void* ptr) : device_(device), ptr_(ptr) {}
+    const Device* device_ = nullptr;
+    void* ptr_ = nullptr;
+  };
+  StatusOr<HostRegistration> RegisterHostMemory(void* ptr, size_t bytes) const;
+
   // Runtime-internal; not for kernel authors or gateway code.
   internal::Backend& backend() const { return *backend_; }
 

@@ -21,6 +21,7 @@
 #ifndef KCHAIN_FUNCTION_H_
 #define KCHAIN_FUNCTION_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -105,6 +106,16 @@ struct InstanceOptions {
   // mode and 14 us in graph mode (event nodes in the graph), so it is sampled by default.
   // RunTimings::stages_timed says whether a given run was timed. The total is always timed.
   uint32_t stage_timing_period = 64;
+  // Host buffers to use as the input and output staging instead of allocating them: at least
+  // spec.max_input_bytes and spec.out_bytes long, valid for the instance's whole life. This is
+  // how a worker process runs straight out of shared memory. On CUDA, register them first
+  // (Device::RegisterHostMemory) so that the copies run at pinned speed.
+  std::span<std::byte> external_input_staging;
+  std::span<std::byte> external_output_staging;
+  // When set, the runtime stores i + 1 here (relaxed) just before calling stage i's launcher
+  // and 0 after the chain, so that whoever watches a process that died inside a launcher
+  // can name the kernel.
+  std::atomic<uint32_t>* stage_progress = nullptr;
 };
 
 // Where one run's time went, in microseconds.
@@ -227,6 +238,7 @@ class Instance {
 
   std::byte* input_staging_ = nullptr;
   std::byte* output_staging_ = nullptr;
+  bool owns_staging_ = true;
   size_t device_bytes_ = 0;
 
   // Graph replay state: the chain with and without stage timers (backend graph handles).

@@ -32,7 +32,9 @@ enum class StatusCode : int {
   kUnauthenticated,     // missing or invalid credentials
   kKernelError,         // a user kernel failed (reported an error or faulted on the device)
   kUnimplemented,       // the operation is not supported here
-  kInternal,            // a genuine kchain fault
+  kMethodNotAllowed,    // an HTTP method a route does not take
+  kLengthRequired,      // an HTTP request that needs a body declared no length
+  kInternal,            // a genuine kchain fault (keep last: codes are counted up to it)
 };
 
 // The stable wire name of a code, e.g. "invalid_argument". Never fails.
@@ -96,6 +98,12 @@ inline Status UnauthenticatedError(std::string m) {
 inline Status KernelError(std::string m) { return {StatusCode::kKernelError, std::move(m)}; }
 inline Status UnimplementedError(std::string m) {
   return {StatusCode::kUnimplemented, std::move(m)};
+}
+inline Status MethodNotAllowedError(std::string m) {
+  return {StatusCode::kMethodNotAllowed, std::move(m)};
+}
+inline Status LengthRequiredError(std::string m) {
+  return {StatusCode::kLengthRequired, std::move(m)};
 }
 inline Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 

@@ -1,6 +1,10 @@
 // The REST API against a real gateway on a loopback port (host backend): deploy and invoke
 // both samples over JSON and binary, list/describe/delete, uploads, persistence across a
 // restart, health, metrics, and graceful shutdown.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <atomic>
 #include <cmath>
 #include <future>
@@ -256,7 +260,8 @@ TEST(GatewayApi, MetricsReportRequestsStartsInstancesAndMemory) {
         "kchain_inference_request_failure{tenant=\"default\",function=\"cnn\",reason=\"invalid_"
         "argument\"} 1",
         "kchain_inference_starts{tenant=\"default\",function=\"cnn\",start=\"cold\"} 1",
-        "kchain_inference_starts{tenant=\"default\",function=\"cnn\",start=\"hot\"} 3",
+        // The short input was refused before an instance was taken: no start.
+        "kchain_inference_starts{tenant=\"default\",function=\"cnn\",start=\"hot\"} 2",
         "kchain_inference_request_duration_us_count{tenant=\"default\",function=\"cnn\",start="
         "\"hot\"} 2",
         "kchain_instances{tenant=\"default\",function=\"cnn\",state=\"idle\"} 1",
@@ -266,6 +271,44 @@ TEST(GatewayApi, MetricsReportRequestsStartsInstancesAndMemory) {
         "kchain_library_load_duration_us{tenant=\"default\",function=\"cnn\"}"}) {
     EXPECT_NE(m.find(line), std::string::npos) << "missing: " << line;
   }
+}
+
+// What `curl -X POST` without -d sends: no Content-Length, no body.
+std::string RawRequest(int port, const std::string& request) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string reply;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) {
+      reply.append(buf, static_cast<size_t>(n));
+      if (reply.find("\r\n\r\n") != std::string::npos && reply.find('}') != std::string::npos)
+        break;
+    }
+  }
+  ::close(fd);
+  return reply;
+}
+
+TEST(GatewayApi, BodylessPostsAnswerAtOnce) {
+  TestGateway gw;
+  ASSERT_EQ(DeploySample(*gw.Client(), "mnist_cnn", "cnn")->status, 201);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string park =
+      RawRequest(gw.port(), "POST /v1/functions/cnn/park HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(park.rfind("HTTP/1.1 200", 0), 0u) << park;
+  const std::string upload = RawRequest(gw.port(), "POST /v1/uploads HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(upload.rfind("HTTP/1.1 411", 0), 0u) << upload;
+  EXPECT_NE(upload.find("length_required"), std::string::npos) << upload;
+  // Both answered at once, not after the 60 s read timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
 }
 
 TEST(GatewayApi, ShutdownDrainsInFlightRequests) {

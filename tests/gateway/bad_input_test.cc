@@ -302,9 +302,24 @@ std::vector<BadCase> Cases() {
       {"unknown_route", [](auto& c) { return c.Get("/v2/nothing"); }, 404, "not_found",
        "no route for GET /v2/nothing"},
       {"wrong_method", [](auto& c) { return c.Get("/v1/functions/cnn/invoke"); }, 405,
-       "invalid_argument", "GET is not allowed"},
+       "method_not_allowed", "GET is not allowed"},
       {"delete_collection", [](auto& c) { return c.Delete("/v1/functions"); }, 405,
-       "invalid_argument", "DELETE is not allowed"},
+       "method_not_allowed", "DELETE is not allowed"},
+      {"post_without_length",
+       [](auto& c) {
+         httplib::Request req;
+         req.method = "POST";
+         req.path = "/v1/functions/cnn/invoke";
+         req.set_header("Content-Type", "application/octet-stream");
+         // httplib's client adds Content-Length; a raw socket shows what curl -X POST sends.
+         return c.send(req);
+       },
+       400, "invalid_argument", "input is 0 bytes"},
+      {"form_encoded_upload",
+       [](auto& c) {
+         return c.Post("/v1/uploads", std::string(10000, 'a'), "application/x-www-form-urlencoded");
+       },
+       413, "payload_too_large", "form-encoded bodies are limited to 8 KiB"},
   };
 }
 

@@ -89,12 +89,18 @@ TEST(FunctionStore, DeleteRemovesEverything) {
 TEST(FunctionStore, UploadsAreContentAddressed) {
   const std::string dir = testing::FreshDir("store_uploads");
   auto store = FunctionStore::Open(dir);
-  auto id = (*store)->PutUpload(AsBytes("weights"));
+  auto id = (*store)->PutUpload("acme", AsBytes("weights"));
   ASSERT_TRUE(id.ok());
   EXPECT_EQ(*id, Sha256Hex(AsBytes("weights")));
-  EXPECT_EQ(*(*store)->ReadUpload(*id), "weights");
-  EXPECT_EQ((*store)->ReadUpload(std::string(64, '0')).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ((*store)->ReadUpload("../secret").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(*(*store)->ReadUpload("acme", *id), "weights");
+  // Another tenant cannot use it, even knowing the id.
+  EXPECT_EQ((*store)->ReadUpload("other", *id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ((*store)->ReadUpload("acme", std::string(64, '0')).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ((*store)->ReadUpload("acme", "../secret").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ((*store)->PutUpload("../x", AsBytes("w")).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(FunctionStore, AnUnwritableDataDirectoryIsAClearError) {

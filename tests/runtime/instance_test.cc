@@ -212,6 +212,53 @@ TEST(Instance, RunStagedUsesTheStagingBuffersWithoutCopies) {
   EXPECT_EQ(out[3], 0.0f);  // the kernel zero-fills past the input
 }
 
+TEST(Instance, ExternalStagingBuffersAreUsedInPlace) {
+  auto device = HostDevice();
+  std::vector<std::byte> in(64), out(64);
+  InstanceOptions options;
+  options.external_input_staging = in;
+  options.external_output_staging = out;
+  auto loaded = Load(device, kLib, FloatSpec({"copy_input_to_out"}, 16), {}, options);
+  ASSERT_TRUE(loaded.instance);
+  EXPECT_EQ(loaded.instance->input_staging().data(), in.data());
+  EXPECT_EQ(loaded.instance->output_staging().data(), out.data());
+  const float value = 42.5f;
+  std::memcpy(in.data(), &value, 4);
+  KCHAIN_ASSERT_OK(loaded.instance->RunStaged(4));
+  float got = 0;
+  std::memcpy(&got, out.data(), 4);
+  EXPECT_EQ(got, value);
+  // Too small for the function.
+  std::vector<std::byte> tiny(8);
+  options.external_input_staging = tiny;
+  auto instance = Instance::Create(loaded.function, options);
+  EXPECT_EQ(instance.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(instance.status().message().find("smaller than"), std::string::npos);
+}
+
+TEST(Instance, StageProgressNamesTheLauncherRunning) {
+  auto device = HostDevice();
+  std::atomic<uint32_t> progress{99};
+  InstanceOptions options;
+  options.stage_progress = &progress;
+  auto loaded = Load(device, kLib, FloatSpec({"noop", "fail_on_short_input", "noop"}, 4), {},
+                     options);
+  ASSERT_TRUE(loaded.instance);
+  std::vector<float> good(4, 1), out(4), bad(1);
+  KCHAIN_ASSERT_OK(loaded.instance->Run(Bytes(good), MutableBytes(out)));
+  EXPECT_EQ(progress.load(), 0u);  // cleared after the chain
+  EXPECT_FALSE(loaded.instance->Run(Bytes(bad), MutableBytes(out)).ok());
+  EXPECT_EQ(progress.load(), 2u);  // stage 2 was running when it failed
+}
+
+TEST(Device, HostMemoryRegistrationIsANoOpOnTheHost) {
+  auto device = HostDevice();
+  std::vector<std::byte> buffer(4096);
+  auto registration = device->RegisterHostMemory(buffer.data(), buffer.size());
+  EXPECT_TRUE(registration.ok()) << registration.status();
+  EXPECT_EQ(device->RegisterHostMemory(nullptr, 10).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(Instance, HostBackendRunsDirectAndSaysWhy) {
   auto device = HostDevice();
   auto loaded = Load(device, kLib, FloatSpec({"noop"}, 4));

@@ -1,0 +1,166 @@
+// The gateway <-> kchain-worker protocol.
+//
+// Control messages travel over a SOCK_SEQPACKET Unix socket pair (message boundaries are
+// kept; the worker's end is its fd 3). Payloads never do: each instance's input and output
+// live in a shared-memory file (memfd) that both processes map, and that the worker registers
+// as page-locked, so input and output bytes cross the process boundary exactly once.
+//
+// Every message is a fixed header and a fixed-size body, optionally followed by text (a
+// manifest, an error message). File descriptors (the library opened read-only, the constants,
+// the shared memory) ride along as SCM_RIGHTS. No JSON, no allocation on the run path.
+//
+// Thread-safety: a Channel is used by one thread at a time.
+#ifndef KCHAIN_GATEWAY_WORKER_PROTOCOL_H_
+#define KCHAIN_GATEWAY_WORKER_PROTOCOL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "kchain/status.h"
+
+namespace kchain::worker {
+
+inline constexpr uint32_t kProtocolVersion = 1;
+// The worker's end of the socket pair.
+inline constexpr int kWorkerSocketFd = 3;
+// Largest message: header, body and trailing text (error messages are cut to fit).
+inline constexpr size_t kMaxMessageBytes = 64 * 1024;
+
+enum class MessageType : uint32_t {
+  kReady = 1,  // worker -> gateway, once, after start-up: ReadyBody
+  kLoad,       // gateway -> worker: LoadBody + manifest JSON; fds: library[, constants][, shm]
+  kLoaded,     // worker -> gateway: LoadedBody
+  kRun,        // gateway -> worker: RunBody
+  kRan,        // worker -> gateway: RanBody [+ error message]
+  kPark,       // gateway -> worker: no body
+  kParked,     // worker -> gateway: no body
+  kWake,       // gateway -> worker: no body
+  kWoken,      // worker -> gateway: WokenBody
+  kError,      // worker -> gateway, in reply to anything: ErrorBody + message
+  kExit,       // gateway -> worker: no body; the worker exits 0
+};
+
+struct Header {
+  uint32_t type;
+  uint32_t body_bytes;  // everything after the header
+};
+
+// Sandbox measures the worker could apply (bits of ReadyBody::sandbox).
+enum SandboxBits : uint32_t {
+  kSandboxNetworkNamespace = 1u << 0,
+  kSandboxSeccomp = 1u << 1,
+  kSandboxRlimits = 1u << 2,
+  kSandboxWorkdir = 1u << 3,
+};
+
+struct ReadyBody {
+  uint32_t protocol_version;
+  uint32_t pid;
+  uint32_t device_kind;  // kchain::DeviceKind
+  uint32_t sandbox;      // SandboxBits actually in force
+  int32_t max_threads_per_block;
+  int32_t max_grid_size;
+  uint64_t total_memory_bytes;
+  uint64_t max_buffer_bytes;
+  uint64_t baseline_rss_bytes;  // resident memory once ready (CUDA context and runtime)
+  double init_us;               // start-up, device context creation included
+  char device_name[256];
+  char sandbox_notes[512];  // why a measure is missing, where one is
+};
+
+struct LoadBody {
+  uint32_t create_instance;  // 0: only load and validate (a deploy check)
+  uint32_t has_constants;    // a constants fd follows the library fd
+  uint32_t stage_timing_period;
+  uint32_t graph_disabled;
+  uint64_t shm_bytes;        // size of the shared memory (create_instance only)
+  uint64_t input_offset;     // where the input staging starts in it
+  uint64_t output_offset;    // where the output staging starts in it
+  uint64_t progress_offset;  // a uint32 the worker sets to the running stage + 1
+  // Followed by the canonical manifest JSON.
+};
+
+struct LoadedBody {
+  double library_us;    // dlopen and checks
+  double constants_us;  // reading the constants into pinned memory
+  double create_us;     // instance: stream, buffers (constants upload excluded)
+  double upload_us;     // constants upload
+};
+
+struct RunBody {
+  uint64_t input_bytes;
+  uint64_t sequence;
+};
+
+struct RanBody {
+  uint64_t sequence;
+  uint32_t status_code;  // kchain::StatusCode
+  uint32_t mode;         // kchain::ExecMode
+  uint32_t stages_timed;
+  uint32_t broken;  // the worker's device context is gone; it will exit after replying
+  double input_copy_us;
+  double chain_us;
+  double output_copy_us;
+  double total_us;
+  // Followed by the error message when status_code != 0.
+};
+
+struct WokenBody {
+  double create_us;
+  double upload_us;
+};
+
+struct ErrorBody {
+  uint32_t status_code;
+  uint32_t broken;
+  // Followed by the message.
+};
+
+// One end of the socket pair, with a receive buffer allocated once.
+class Channel {
+ public:
+  explicit Channel(int fd);
+  ~Channel();
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  int fd() const { return fd_; }
+
+  // Sends one message. `text` is appended after the body (cut to fit kMaxMessageBytes).
+  // kUnavailable when the peer is gone.
+  Status Send(MessageType type, const void* body, size_t body_bytes, std::string_view text = {},
+              std::span<const int> fds = {});
+
+  // Waits up to `timeout_ms` (-1: forever) for one message. kDeadlineExceeded on timeout,
+  // kUnavailable when the peer has closed or died. On success the message stays valid until
+  // the next Receive. Received fds are appended to `fds` (the caller owns them).
+  Status Receive(int timeout_ms, std::vector<int>* fds = nullptr);
+
+  MessageType type() const { return static_cast<MessageType>(header().type); }
+  // The fixed body of the last message, when it has at least sizeof(T) bytes.
+  template <typename T>
+  const T* body() const {
+    return received_ >= sizeof(Header) + sizeof(T)
+               ? reinterpret_cast<const T*>(buffer_.data() + sizeof(Header))
+               : nullptr;
+  }
+  // The text after a body of `body_bytes`.
+  std::string_view text(size_t body_bytes) const;
+
+ private:
+  const Header& header() const { return *reinterpret_cast<const Header*>(buffer_.data()); }
+
+  int fd_;
+  std::vector<std::byte> buffer_;  // kMaxMessageBytes, allocated once
+  size_t received_ = 0;
+};
+
+// A connected SOCK_SEQPACKET pair, both ends close-on-exec.
+Status MakeSocketPair(int fds[2]);
+
+}  // namespace kchain::worker
+
+#endif  // KCHAIN_GATEWAY_WORKER_PROTOCOL_H_
