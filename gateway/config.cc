@@ -139,6 +139,13 @@ const std::map<std::string, std::pair<Setter, const char*>>& Options() {
       {"worker-cpu-seconds",
        {IntSetter(&GatewayConfig::worker_cpu_seconds, 0, int64_t{1} << 40),
         "CPU seconds a worker may use in its life; 0: none (default 3600)"}},
+      {"worker-reply-spin-us",
+       {IntSetter(&GatewayConfig::worker_reply_spin_us, 0, 1000000),
+        "us an invocation spins for a worker's reply before sleeping (default 200; 0: never)"}},
+      {"worker-request-spin-us",
+       {IntSetter(&GatewayConfig::worker_request_spin_us, 0, 1000000),
+        "us a worker spins for its next run; saves a wake-up per hot call, costs a core "
+        "while spinning (default 0: never)"}},
       {"worker-sandbox",
        {[](GatewayConfig* c, const std::string& v) -> Status {
           if (v != "on" && v != "off") return InvalidArgumentError("'" + v + "' is not on or off");

@@ -38,6 +38,8 @@ struct GatewayConfig {
   uint64_t worker_memory_limit = uint64_t{2} << 30;  // host memory above the worker's baseline
   uint64_t worker_cpu_seconds = 3600;
   bool worker_sandbox = true;
+  int64_t worker_reply_spin_us = 200;
+  int64_t worker_request_spin_us = 0;
   std::string api_keys;  // API key file; empty: development mode, no authentication
 };
 

@@ -36,7 +36,9 @@ Status WriteAll(int fd, std::span<const std::byte> bytes, const std::string& pat
 }  // namespace
 
 Status WriteNewFile(const std::string& path, std::span<const std::byte> bytes) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  // Private to the gateway's user: workers run as another user and must not read tenants'
+  // libraries and constants.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return Errno("create", path);
   Status status = WriteAll(fd, bytes, path);
   if (status.ok() && ::fsync(fd) != 0) status = Errno("fsync", path);

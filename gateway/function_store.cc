@@ -88,6 +88,8 @@ StatusOr<std::unique_ptr<FunctionStore>> FunctionStore::Open(const std::string& 
       return InvalidArgumentError("data directory '" + data_dir + "': cannot create " + sub +
                                   "/: " + ec.message());
     }
+    // Only the gateway's user may look inside (workers run as another user).
+    fs::permissions(fs::path(data_dir) / sub, fs::perms::owner_all, ec);
   }
   // Leftovers of interrupted writes.
   for (const auto& entry : fs::directory_iterator(fs::path(data_dir) / "tmp", ec)) {

@@ -526,9 +526,9 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
     if ((req.method == "POST" || req.method == "PUT" || req.method == "PATCH") &&
         !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding") &&
         !(req.path.size() > 5 && req.path.compare(req.path.size() - 5, 5, "/park") == 0)) {
-      SendStatus(res, LengthRequiredError(
-                          "send a Content-Length header (an empty body is Content-Length: 0; "
-                          "with curl add -d '' or --data-binary @file)"));
+      RejectBeforeBody(
+          res, LengthRequiredError("send a Content-Length header (an empty body is Content-Length: "
+                                   "0; with curl add -d '' or --data-binary @file)"));
       return httplib::Server::HandlerResponse::Handled;
     }
     // Probes need no key; everything else does, when keys are configured.
@@ -542,13 +542,13 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
     auto caller = options_.keys->Authenticate(req.get_header_value("Authorization"));
     if (!caller.ok()) {
       res.set_header("WWW-Authenticate", "Bearer realm=\"kchain\"");
-      SendStatus(res, caller.status());
+      RejectBeforeBody(res, caller.status());
       return httplib::Server::HandlerResponse::Handled;
     }
     t_request.caller = std::move(*caller);
     if (req.path == "/metrics" && !t_request.caller.admin) {
       // Metrics name every tenant's functions.
-      SendStatus(res, UnauthenticatedError("/metrics needs an admin key"));
+      RejectBeforeBody(res, UnauthenticatedError("/metrics needs an admin key"));
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
@@ -659,6 +659,12 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
 }
 
 HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::RejectBeforeBody(httplib::Response& res, const Status& status) const {
+  // The request's body, if any, was never read: the connection cannot carry another request.
+  res.set_header("Connection", "close");
+  SendStatus(res, status);
+}
 
 void HttpServer::SendStatus(httplib::Response& res, const Status& status) const {
   res.status = HttpStatusFor(status.code());

@@ -59,6 +59,8 @@ class HttpServer {
  private:
   struct Handlers;
   void SendStatus(httplib::Response& res, const Status& status) const;
+  // For rejections before routing, when the request's body has not been read.
+  void RejectBeforeBody(httplib::Response& res, const Status& status) const;
 
   Service* service_;
   const Logger* logger_;

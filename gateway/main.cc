@@ -103,6 +103,8 @@ int Run(int argc, char** argv) {
     process.max_workers = config.max_workers;
     process.memory_limit_bytes = config.worker_memory_limit;
     process.run_timeout = std::chrono::milliseconds(config.invoke_timeout_ms);
+    process.reply_spin = std::chrono::microseconds(config.worker_reply_spin_us);
+    process.request_spin = std::chrono::microseconds(config.worker_request_spin_us);
     process.stage_timing_period = config.stage_timing_period;
     logger.Info("starting worker processes (" + process.launch.binary + ")");
     auto made = MakeProcessExecutor(process);

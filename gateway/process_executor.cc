@@ -83,6 +83,8 @@ class ProcessInstance final : public ExecInstance {
   // The worker is gone: reap it, count it, and describe what the invocation was doing.
   Status Died(const std::string& cause_override = "", const std::string& reason_override = "");
   std::string StageName() const;
+  // Consumes the socket copies of replies that were taken from the control page.
+  void DrainStaleReplies();
   Status Request(MessageType type, MessageType want, int timeout_ms);
 
   ProcessExecutor* executor_;
@@ -94,6 +96,7 @@ class ProcessInstance final : public ExecInstance {
   bool broken_ = false;
   bool resident_ = true;
   uint64_t sequence_ = 0;
+  int stale_replies_ = 0;  // socket copies of replies already taken from the control page
   kchain::ExecMode mode_ = kchain::ExecMode::kDirect;
 };
 
@@ -251,7 +254,8 @@ class ProcessExecutor final : public Executor {
         {worker::kSandboxNetworkNamespace, "network namespace"},
         {worker::kSandboxSeccomp, "seccomp"},
         {worker::kSandboxRlimits, "resource limits"},
-        {worker::kSandboxWorkdir, "private working directory"}};
+        {worker::kSandboxWorkdir, "private working directory"},
+        {worker::kSandboxUser, "unprivileged user"}};
     for (const auto& [bit, name] : names) {
       if (ready.sandbox & bit) out += (out.empty() ? "" : ", ") + std::string(name);
     }
@@ -319,6 +323,7 @@ class ProcessExecutor final : public Executor {
     body.create_instance = shm_fd >= 0;
     body.has_constants = version.constants_fd >= 0;
     body.stage_timing_period = options_.stage_timing_period;
+    body.request_spin_us = static_cast<uint32_t>(options_.request_spin.count());
     body.shm_bytes = shm_bytes;
     body.input_offset = kPage;
     body.output_offset = output_offset;
@@ -412,58 +417,103 @@ Status ProcessInstance::Died(const std::string& cause_override,
   return KernelError(message);
 }
 
+void ProcessInstance::DrainStaleReplies() {
+  worker::Channel& channel = worker_->channel();
+  while (stale_replies_ > 0 && channel.TryReceive().ok()) --stale_replies_;
+}
+
 Status ProcessInstance::Run(size_t input_bytes, kchain::RunTimings* timings) {
   if (broken_) return UnavailableError("this instance's worker is gone");
   worker::Channel& channel = worker_->channel();
+  DrainStaleReplies();
   const worker::RunBody body{input_bytes, ++sequence_};
-  if (!channel.Send(MessageType::kRun, &body, sizeof body).ok()) return Died();
+  // Post the request on the control page; wake the worker through the socket only if it is
+  // not spinning there (the other half of the handshake in the worker's SpinForRequests).
+  reinterpret_cast<std::atomic<uint64_t>*>(shm_ + worker::kControlRequestBytesOffset)
+      ->store(input_bytes, std::memory_order_relaxed);
+  reinterpret_cast<std::atomic<uint64_t>*>(shm_ + worker::kControlRequestSequenceOffset)
+      ->store(sequence_, std::memory_order_seq_cst);
+  const bool spinning =
+      reinterpret_cast<std::atomic<uint32_t>*>(shm_ + worker::kControlWorkerSpinningOffset)
+          ->load(std::memory_order_seq_cst) != 0;
+  if (!spinning && !channel.Send(MessageType::kRun, &body, sizeof body).ok()) return Died();
 
   const auto& options = executor_->options();
-  const auto deadline = Clock::now() + options.run_timeout;
-  const uint64_t rss_limit = options.memory_limit_bytes == 0
-                                 ? 0
-                                 : worker_->ready().baseline_rss_bytes + options.memory_limit_bytes;
-  // Short runs wait in one go; past 5 ms the worker's memory is checked every 20 ms.
-  int slice_ms = 5;
+  const auto started = Clock::now();
+  const worker::RanBody* ran = nullptr;
+  std::string_view message;
+  // Short runs: spin on the control page.
+  const auto* reply_sequence =
+      reinterpret_cast<const std::atomic<uint64_t>*>(shm_ + worker::kControlReplySequenceOffset);
+  const auto spin_until = started + options.reply_spin;
   while (true) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    Status received =
-        channel.Receive(static_cast<int>(std::clamp<int64_t>(left.count(), 0, slice_ms)));
-    if (received.ok()) break;
-    if (received.code() != StatusCode::kDeadlineExceeded) return Died();
-    if (rss_limit != 0) {
-      const uint64_t rss = worker_->ResidentBytes();
-      if (rss > rss_limit) {
-        worker_->Kill();
-        return Died("its worker exceeded its memory limit (" + std::to_string(rss >> 20) +
-                        " MiB resident, limit " + std::to_string(rss_limit >> 20) +
-                        " MiB) and was killed",
-                    "memory_limit");
-      }
+    if (reply_sequence->load(std::memory_order_acquire) == sequence_) {
+      ran = reinterpret_cast<const worker::RanBody*>(shm_ + worker::kControlReplyOffset);
+      message = reinterpret_cast<const char*>(shm_ + worker::kControlMessageOffset);
+      ++stale_replies_;
+      break;
     }
-    if (Clock::now() >= deadline) {
-      worker_->Kill();
-      const Status died =
-          Died("it did not finish within the invocation timeout (" +
-                   std::to_string(options.run_timeout.count()) + " ms); its worker was killed",
-               "timeout");
-      return DeadlineExceededError(died.message());
-    }
-    slice_ms = 20;
+    if (Clock::now() >= spin_until) break;
+    __builtin_ia32_pause();
   }
 
-  if (channel.type() == MessageType::kError) {
-    const auto* error = channel.body<worker::ErrorBody>();
-    if (error->broken) broken_ = true;
-    return Status(static_cast<StatusCode>(error->status_code),
-                  std::string(channel.text(sizeof(worker::ErrorBody))));
+  if (ran == nullptr) {
+    // Longer runs: sleep on the socket, watching the worker's memory every 20 ms.
+    const auto deadline = started + options.run_timeout;
+    const uint64_t rss_limit =
+        options.memory_limit_bytes == 0
+            ? 0
+            : worker_->ready().baseline_rss_bytes + options.memory_limit_bytes;
+    int slice_ms = 5;
+    while (true) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      Status received =
+          channel.Receive(static_cast<int>(std::clamp<int64_t>(left.count(), 0, slice_ms)));
+      if (received.ok()) {
+        const auto* reply = channel.body<worker::RanBody>();
+        if (channel.type() == MessageType::kRan && reply != nullptr &&
+            reply->sequence < sequence_ && stale_replies_ > 0) {
+          --stale_replies_;  // an older run's copy
+          continue;
+        }
+        break;
+      }
+      if (received.code() != StatusCode::kDeadlineExceeded) return Died();
+      if (rss_limit != 0) {
+        const uint64_t rss = worker_->ResidentBytes();
+        if (rss > rss_limit) {
+          worker_->Kill();
+          return Died("its worker exceeded its memory limit (" + std::to_string(rss >> 20) +
+                          " MiB resident, limit " + std::to_string(rss_limit >> 20) +
+                          " MiB) and was killed",
+                      "memory_limit");
+        }
+      }
+      if (Clock::now() >= deadline) {
+        worker_->Kill();
+        const Status died =
+            Died("it did not finish within the invocation timeout (" +
+                     std::to_string(options.run_timeout.count()) + " ms); its worker was killed",
+                 "timeout");
+        return DeadlineExceededError(died.message());
+      }
+      slice_ms = 20;
+    }
+    if (channel.type() == MessageType::kError) {
+      const auto* error = channel.body<worker::ErrorBody>();
+      if (error->broken) broken_ = true;
+      return Status(static_cast<StatusCode>(error->status_code),
+                    std::string(channel.text(sizeof(worker::ErrorBody))));
+    }
+    ran = channel.body<worker::RanBody>();
+    if (channel.type() != MessageType::kRan || ran == nullptr || ran->sequence != sequence_) {
+      worker_->Kill();
+      return Died("its worker replied out of turn", "protocol");
+    }
+    message = channel.text(sizeof(worker::RanBody));
   }
-  const auto* ran = channel.body<worker::RanBody>();
-  if (channel.type() != MessageType::kRan || ran == nullptr || ran->sequence != sequence_) {
-    worker_->Kill();
-    return Died("its worker replied out of turn", "protocol");
-  }
+
   mode_ = static_cast<kchain::ExecMode>(ran->mode);
   if (timings != nullptr) {
     timings->mode = mode_;
@@ -474,11 +524,11 @@ Status ProcessInstance::Run(size_t input_bytes, kchain::RunTimings* timings) {
     timings->total_us = ran->total_us;
   }
   if (ran->status_code == 0) return Status();
-  Status status(static_cast<StatusCode>(ran->status_code),
-                std::string(channel.text(sizeof(worker::RanBody))));
+  Status status(static_cast<StatusCode>(ran->status_code), std::string(message));
   if (ran->broken) {
     // The device context in the worker is gone; the worker exits. Only this worker, though.
     broken_ = true;
+    worker_->Kill();
     worker_->Reap();
     executor_->RecordRestart("device_fault", status.message());
   }
@@ -487,8 +537,13 @@ Status ProcessInstance::Run(size_t input_bytes, kchain::RunTimings* timings) {
 
 Status ProcessInstance::Request(MessageType type, MessageType want, int timeout_ms) {
   worker::Channel& channel = worker_->channel();
+  DrainStaleReplies();
   if (!channel.Send(type, nullptr, 0).ok()) return Died();
   Status received = channel.Receive(timeout_ms);
+  while (received.ok() && channel.type() == MessageType::kRan && stale_replies_ > 0) {
+    --stale_replies_;  // a run's copy that arrived late
+    received = channel.Receive(timeout_ms);
+  }
   if (!received.ok()) {
     worker_->Kill();
     return Died();

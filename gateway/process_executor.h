@@ -28,6 +28,12 @@ struct ProcessExecutorOptions {
   // runtime); past it, the worker is killed. 0: no limit.
   uint64_t memory_limit_bytes = uint64_t{2} << 30;
   std::chrono::milliseconds run_timeout{30000};
+  // How long the invoking thread spins on the worker's control page before it sleeps on the
+  // socket: a short run's reply is then seen without a wake-up. 0: never spin.
+  std::chrono::microseconds reply_spin{200};
+  // How long a worker spins on its control page for the next run after finishing one, so
+  // that back-to-back invocations need no wake-up. Costs a core while it spins. 0: never.
+  std::chrono::microseconds request_spin{0};
   uint32_t stage_timing_period = 64;
 };
 

@@ -89,6 +89,16 @@ StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Spawn(const WorkerLaunch
                                    "--address-space-headroom",
                                    std::to_string(launch.address_space_headroom)};
   if (!launch.sandbox) args.push_back("--no-sandbox");
+  if (launch.sandbox && launch.uid >= 0) {
+    args.insert(args.end(), {"--uid", std::to_string(launch.uid), "--gid",
+                             std::to_string(launch.gid >= 0 ? launch.gid : launch.uid)});
+    // Its working folder must be its own to write in.
+    if (::chown(worker->workdir_.c_str(), static_cast<uid_t>(launch.uid),
+                static_cast<gid_t>(launch.gid >= 0 ? launch.gid : launch.uid)) != 0) {
+      return UnavailableError("cannot hand the worker folder to uid " + std::to_string(launch.uid) +
+                              ": " + std::strerror(errno));
+    }
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -167,9 +177,10 @@ uint64_t WorkerProcess::ResidentBytes() const {
 
 bool WorkerProcess::Alive() const {
   if (reaped_) return false;
-  pollfd p{channel_->fd(), POLLIN, 0};
-  // Idle workers never speak first: anything readable (a hang-up, end of file) means gone.
-  return ::poll(&p, 1, 0) == 0;
+  // A hang-up means gone. (Readable alone does not: replies taken from the control page
+  // leave their socket copies behind until the next run drains them.)
+  pollfd p{channel_->fd(), POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 0 || (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) == 0;
 }
 
 void WorkerProcess::Kill() {

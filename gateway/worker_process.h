@@ -6,6 +6,7 @@
 #define KCHAIN_GATEWAY_WORKER_PROCESS_H_
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <memory>
@@ -25,6 +26,10 @@ struct WorkerLaunch {
   uint64_t max_open_files = 256;
   uint64_t cpu_seconds = 3600;
   uint64_t address_space_headroom = 0;  // host workers only; 0: no RLIMIT_AS
+  // The user the worker switches to once its device is open; -1: stay. By default, nobody
+  // (65534) when the gateway runs as root.
+  int64_t uid = ::geteuid() == 0 ? 65534 : -1;
+  int64_t gid = ::geteuid() == 0 ? 65534 : -1;
   int ready_timeout_ms = 120000;
 };
 

@@ -53,6 +53,24 @@ Status Channel::Send(MessageType type, const void* body, size_t body_bytes, std:
   }
 }
 
+Status Channel::TryReceive() {
+  received_ = 0;
+  ssize_t got;
+  do {
+    got = ::recv(fd_, buffer_.data(), buffer_.size(), MSG_DONTWAIT);
+  } while (got < 0 && errno == EINTR);
+  if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    return DeadlineExceededError("no message waiting");
+  }
+  if (got <= 0) return UnavailableError("the worker closed its socket");
+  if (static_cast<size_t>(got) < sizeof(Header) ||
+      header().body_bytes != static_cast<size_t>(got) - sizeof(Header)) {
+    return InternalError("malformed message from the worker");
+  }
+  received_ = static_cast<size_t>(got);
+  return Status();
+}
+
 Status Channel::Receive(int timeout_ms, std::vector<int>* fds) {
   received_ = 0;
   if (timeout_ms >= 0) {

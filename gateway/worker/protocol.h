@@ -54,6 +54,7 @@ enum SandboxBits : uint32_t {
   kSandboxSeccomp = 1u << 1,
   kSandboxRlimits = 1u << 2,
   kSandboxWorkdir = 1u << 3,
+  kSandboxUser = 1u << 4,  // runs as an unprivileged user of its own
 };
 
 struct ReadyBody {
@@ -76,6 +77,8 @@ struct LoadBody {
   uint32_t has_constants;    // a constants fd follows the library fd
   uint32_t stage_timing_period;
   uint32_t graph_disabled;
+  uint32_t request_spin_us;  // how long to spin on the control page for the next run
+  uint32_t reserved;
   uint64_t shm_bytes;        // size of the shared memory (create_instance only)
   uint64_t input_offset;     // where the input staging starts in it
   uint64_t output_offset;    // where the output staging starts in it
@@ -108,6 +111,29 @@ struct RanBody {
   // Followed by the error message when status_code != 0.
 };
 
+// The first page of an instance's shared memory: the control page.
+//   [0, 4)        the running stage + 1 (written by the runtime before each launcher)
+//   [64, 72)      the sequence number of the last finished run (release-stored by the worker
+//                 after the RanBody below), so that the gateway can spin on it instead of
+//                 sleeping on the socket for short runs
+//   [72, 80)      the sequence number of the latest run requested (stored by the gateway
+//                 after the input and [80, 88)), for a worker spinning between runs
+//   [80, 88)      that run's input length
+//   [88, 92)      1 while the worker spins for requests (then the gateway need not wake it
+//                 through the socket), 0 while it sleeps on the socket
+//   [128, ...)    the RanBody of the last finished run
+//   [512, 4096)   its error message, NUL-terminated
+inline constexpr size_t kControlProgressOffset = 0;
+inline constexpr size_t kControlReplySequenceOffset = 64;
+inline constexpr size_t kControlRequestSequenceOffset = 72;
+inline constexpr size_t kControlRequestBytesOffset = 80;
+inline constexpr size_t kControlWorkerSpinningOffset = 88;
+inline constexpr size_t kControlReplyOffset = 128;
+inline constexpr size_t kControlMessageOffset = 512;
+inline constexpr size_t kControlPageBytes = 4096;
+
+static_assert(sizeof(RanBody) <= kControlMessageOffset - kControlReplyOffset);
+
 struct WokenBody {
   double create_us;
   double upload_us;
@@ -133,6 +159,9 @@ class Channel {
   // kUnavailable when the peer is gone.
   Status Send(MessageType type, const void* body, size_t body_bytes, std::string_view text = {},
               std::span<const int> fds = {});
+
+  // Takes one message if one is waiting; kDeadlineExceeded if none is (one syscall).
+  Status TryReceive();
 
   // Waits up to `timeout_ms` (-1: forever) for one message. kDeadlineExceeded on timeout,
   // kUnavailable when the peer has closed or died. On success the message stays valid until

@@ -1,6 +1,7 @@
 #include "gateway/worker/sandbox.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <sys/resource.h>
@@ -58,6 +59,34 @@ uint32_t ApplyEarlySandbox(const SandboxOptions& options, std::string* notes) {
   }
   if (limits) bits |= kSandboxRlimits;
   return bits;
+}
+
+bool DropPrivileges(const SandboxOptions& options, std::string* notes) {
+  if (!options.enabled || options.uid < 0) return false;
+  // Pinned staging and constants must stay possible after the switch: lift the locked-memory
+  // limit while still allowed to (fully with CAP_SYS_RESOURCE, else up to the hard limit).
+  rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+  if (::setrlimit(RLIMIT_MEMLOCK, &unlimited) != 0) {
+    rlimit current{};
+    if (::getrlimit(RLIMIT_MEMLOCK, &current) == 0) {
+      current.rlim_cur = current.rlim_max;
+      ::setrlimit(RLIMIT_MEMLOCK, &current);
+    }
+  }
+  const gid_t gid = static_cast<gid_t>(options.gid >= 0 ? options.gid : options.uid);
+  const uid_t uid = static_cast<uid_t>(options.uid);
+  if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 ||
+      ::setresuid(uid, uid, uid) != 0) {
+    *notes += std::string("cannot switch to uid ") + std::to_string(uid) + ": " +
+              std::strerror(errno) + "; ";
+    return false;
+  }
+  // Never able to switch back.
+  if (::setuid(0) == 0) {
+    *notes += "switched user but could switch back to root; ";
+    return false;
+  }
+  return true;
 }
 
 bool LimitAddressSpace(uint64_t headroom, std::string* notes) {

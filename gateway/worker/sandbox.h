@@ -22,6 +22,10 @@ struct SandboxOptions {
   // RLIMIT_AS, set once the worker is up (baseline + this). 0: none. CUDA reserves far more
   // virtual address space than it uses, so it is only set for host workers.
   uint64_t address_space_headroom = 0;
+  // When >= 0, the user and group to switch to once the device is open (the gateway passes
+  // nobody's when it runs as root), so that the worker cannot read the gateway's files.
+  int64_t uid = -1;
+  int64_t gid = -1;
 };
 
 // Step 1. Returns the SandboxBits in force; appends to `notes` why any is missing.
@@ -29,6 +33,11 @@ uint32_t ApplyEarlySandbox(const SandboxOptions& options, std::string* notes);
 
 // Limits the address space to what is mapped now plus `headroom` bytes.
 bool LimitAddressSpace(uint64_t headroom, std::string* notes);
+
+// Step 1b, after the device is open: switches to options.uid/gid (dropping supplementary
+// groups), after lifting RLIMIT_MEMLOCK while still allowed to, for pinned memory. Returns
+// whether it switched.
+bool DropPrivileges(const SandboxOptions& options, std::string* notes);
 
 // Step 2. Installs the seccomp filter (and no_new_privs). Returns whether it is in force.
 bool ApplySeccomp(std::string* notes);

@@ -6,11 +6,14 @@
 // (a CUDA context: the slow part, done before any tenant is known, so that a pool of these
 // can wait ready) -> seccomp -> READY -> LOAD (binds it to one function of one tenant for
 // good) -> RUN / PARK / WAKE ... -> EXIT, or death, which the gateway reports and replaces.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -58,6 +61,24 @@ StatusOr<std::string> ReadFd(int fd) {
   }
 }
 
+// A memory file holding `bytes`, sealed against any change.
+StatusOr<int> SealedMemoryFile(const std::string& bytes) {
+  const int fd = ::memfd_create("kernel.so", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return InternalError(std::string("memfd_create: ") + std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return InternalError(std::string("writing the library copy: ") + std::strerror(errno));
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+  return fd;
+}
+
 struct Options {
   std::string device = "auto";
   int ordinal = 0;
@@ -81,6 +102,7 @@ class Worker {
         options_.sandbox.address_space_headroom != 0) {
       LimitAddressSpace(options_.sandbox.address_space_headroom, &notes);
     }
+    if (DropPrivileges(options_.sandbox, &notes)) ready.sandbox |= kSandboxUser;
     if (options_.sandbox.enabled && ApplySeccomp(&notes)) ready.sandbox |= kSandboxSeccomp;
 
     ready.protocol_version = kProtocolVersion;
@@ -96,6 +118,12 @@ class Worker {
     if (!channel_.Send(MessageType::kReady, &ready, sizeof ready).ok()) return 1;
 
     while (true) {
+      // Between runs, spin a while on the control page: a request posted there is taken
+      // without the gateway having to wake this process through the socket.
+      if (instance_ != nullptr && request_spin_us_ != 0) {
+        Status spun = SpinForRequests();
+        if (!spun.ok() || exit_after_reply_) return exit_after_reply_ ? 3 : 1;
+      }
       std::vector<int> fds;
       Status received = channel_.Receive(-1, &fds);
       if (!received.ok()) return 0;  // the gateway is gone
@@ -104,9 +132,15 @@ class Worker {
         case MessageType::kLoad:
           handled = HandleLoad(fds);
           break;
-        case MessageType::kRun:
-          handled = HandleRun();
+        case MessageType::kRun: {
+          const RunBody* body = channel_.body<RunBody>();
+          if (body == nullptr || instance_ == nullptr) {
+            handled = SendError(body == nullptr ? InternalError("malformed RUN") : NoInstance());
+          } else if (body->sequence > handled_sequence_) {
+            handled = HandleRun(body->sequence, body->input_bytes);
+          }  // else: the socket copy of a run already taken from the control page
           break;
+        }
         case MessageType::kPark:
           handled = Reply(instance_ ? instance_->Park() : NoInstance(), MessageType::kParked);
           break;
@@ -124,6 +158,49 @@ class Worker {
   }
 
  private:
+  std::atomic<uint64_t>& Control64(size_t offset) {
+    return *reinterpret_cast<std::atomic<uint64_t>*>(shm_ + offset);
+  }
+  std::atomic<uint32_t>& Control32(size_t offset) {
+    return *reinterpret_cast<std::atomic<uint32_t>*>(shm_ + offset);
+  }
+
+  // Takes runs posted on the control page for request_spin_us_ after the last one. The flag
+  // and the sequence are sequentially consistent on both sides (a Dekker handshake): either
+  // this side sees the request before it stops spinning, or the gateway sees that it stopped
+  // and sends the request through the socket.
+  Status SpinForRequests() {
+    auto& requested = Control64(kControlRequestSequenceOffset);
+    auto& spinning = Control32(kControlWorkerSpinningOffset);
+    spinning.store(1, std::memory_order_seq_cst);
+    auto until = Clock::now() + std::chrono::microseconds(request_spin_us_);
+    while (true) {
+      if (requested.load(std::memory_order_seq_cst) > handled_sequence_) {
+        KCHAIN_RETURN_IF_ERROR(RunFromControlPage());
+        if (exit_after_reply_) break;
+        until = Clock::now() + std::chrono::microseconds(request_spin_us_);
+        continue;
+      }
+      if (Clock::now() >= until) {
+        spinning.store(0, std::memory_order_seq_cst);
+        // A request that came in just before the flag went down.
+        if (requested.load(std::memory_order_seq_cst) <= handled_sequence_) break;
+        spinning.store(1, std::memory_order_seq_cst);
+        continue;
+      }
+      __builtin_ia32_pause();
+    }
+    spinning.store(0, std::memory_order_seq_cst);
+    return Status();
+  }
+
+  Status RunFromControlPage() {
+    const uint64_t sequence =
+        Control64(kControlRequestSequenceOffset).load(std::memory_order_acquire);
+    const uint64_t bytes = Control64(kControlRequestBytesOffset).load(std::memory_order_relaxed);
+    return HandleRun(sequence, bytes);
+  }
+
   StatusOr<std::shared_ptr<Device>> OpenDevice() {
     if (options_.device == "auto") {
       if (Device::CudaDeviceCount() > options_.ordinal) {
@@ -162,13 +239,21 @@ class Worker {
     }
     const size_t wanted = 1 + (body->has_constants ? 1 : 0) + (body->create_instance ? 1 : 0);
     if (fds.size() != wanted) return SendError(InternalError("LOAD came with the wrong fds"));
+    const int shm_fd = body->create_instance ? fds.back() : -1;
     LoadedBody loaded{};
     auto manifest = ParseManifest(channel_.text(sizeof(LoadBody)));
     if (!manifest.ok()) return SendError(manifest.status());
 
-    // The library arrives as an fd the gateway opened read-only; this process never needs
-    // the gateway's data directory.
-    const std::string library_path = "/proc/self/fd/" + std::to_string(fds[0]);
+    // The library arrives as an fd the gateway opened read-only (this process never needs,
+    // nor may read, the gateway's data directory). Its bytes are copied into a sealed memory
+    // file of this process's own, and loaded from there: reopening the fd by its /proc path
+    // would check the stored file's permissions again, which an unprivileged worker fails.
+    auto bytes = ReadFd(fds[0]);
+    if (!bytes.ok()) return SendError(bytes.status());
+    auto sealed = SealedMemoryFile(*bytes);
+    if (!sealed.ok()) return SendError(sealed.status());
+    fds.push_back(*sealed);  // closed with the others after the load
+    const std::string library_path = "/proc/self/fd/" + std::to_string(*sealed);
     auto library = Library::Open(library_path, device_->kind());
     if (!library.ok()) return SendError(library.status());
     loaded.library_us =
@@ -188,7 +273,7 @@ class Worker {
     function_ = *function;
 
     if (body->create_instance) {
-      Status created = CreateInstance(*body, fds.back(), &loaded);
+      Status created = CreateInstance(*body, shm_fd, &loaded);
       if (!created.ok()) return SendError(created);
     }
     return channel_.Send(MessageType::kLoaded, &loaded, sizeof loaded);
@@ -198,7 +283,7 @@ class Worker {
     const FunctionSpec& spec = function_->spec();
     if (body.input_offset + spec.max_input_bytes > body.shm_bytes ||
         body.output_offset + spec.out_bytes > body.shm_bytes ||
-        body.progress_offset + sizeof(uint32_t) > body.input_offset) {
+        body.input_offset < kControlPageBytes) {
       return InternalError("the shared memory does not fit the function");
     }
     void* map = ::mmap(nullptr, body.shm_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, shm_fd, 0);
@@ -219,21 +304,19 @@ class Worker {
     options.external_input_staging = {shm_ + body.input_offset, spec.max_input_bytes};
     options.external_output_staging = {shm_ + body.output_offset, spec.out_bytes};
     options.stage_progress = reinterpret_cast<std::atomic<uint32_t>*>(shm_ + body.progress_offset);
+    request_spin_us_ = body.request_spin_us;
     KCHAIN_ASSIGN_OR_RETURN(instance_, Instance::Create(function_, options));
     loaded->upload_us = instance_->timings().constants_upload_us;
     loaded->create_us = instance_->timings().create_us - loaded->upload_us;
     return Status();
   }
 
-  Status HandleRun() {
-    const RunBody* body = channel_.body<RunBody>();
-    if (body == nullptr || instance_ == nullptr) {
-      return SendError(body == nullptr ? InternalError("malformed RUN") : NoInstance());
-    }
+  Status HandleRun(uint64_t sequence, uint64_t input_bytes) {
+    handled_sequence_ = sequence;
     RunTimings timings;
-    const Status status = instance_->RunStaged(body->input_bytes, &timings);
+    const Status status = instance_->RunStaged(input_bytes, &timings);
     RanBody ran{};
-    ran.sequence = body->sequence;
+    ran.sequence = sequence;
     ran.status_code = static_cast<uint32_t>(status.code());
     ran.mode = static_cast<uint32_t>(timings.mode);
     ran.stages_timed = timings.stages_timed;
@@ -244,7 +327,15 @@ class Worker {
     ran.total_us = timings.total_us;
     // A broken device context cannot be recovered in this process: report, then exit.
     if (ran.broken) exit_after_reply_ = true;
-    return channel_.Send(MessageType::kRan, &ran, sizeof ran, status.ok() ? "" : status.message());
+    // The reply goes to the control page first, where a gateway waiting on a short run spins
+    // for it, then to the socket, where a gateway that stopped spinning sleeps on it.
+    std::memcpy(shm_ + kControlReplyOffset, &ran, sizeof ran);
+    const std::string& message = status.message();
+    const size_t text = std::min(message.size(), kControlPageBytes - kControlMessageOffset - 1);
+    std::memcpy(shm_ + kControlMessageOffset, message.data(), text);
+    shm_[kControlMessageOffset + text] = std::byte{0};
+    Control64(kControlReplySequenceOffset).store(sequence, std::memory_order_release);
+    return channel_.Send(MessageType::kRan, &ran, sizeof ran, status.ok() ? "" : message);
   }
 
   Status HandleWake() {
@@ -264,6 +355,8 @@ class Worker {
   size_t shm_bytes_ = 0;
   Device::HostRegistration registration_;
   std::unique_ptr<Instance> instance_;
+  uint32_t request_spin_us_ = 0;
+  uint64_t handled_sequence_ = 0;
   bool exit_after_reply_ = false;
 };
 
@@ -294,6 +387,10 @@ bool ParseArgs(int argc, char** argv, Options* options) {
       options->sandbox.cpu_seconds = n;
     } else if (arg == "--address-space-headroom" && number(&n)) {
       options->sandbox.address_space_headroom = n;
+    } else if (arg == "--uid" && number(&n)) {
+      options->sandbox.uid = static_cast<int64_t>(n);
+    } else if (arg == "--gid" && number(&n)) {
+      options->sandbox.gid = static_cast<int64_t>(n);
     } else {
       std::fprintf(stderr, "kchain-worker: bad argument '%s' (the gateway starts this program)\n",
                    arg.c_str());

@@ -315,13 +315,13 @@ TEST(GatewayApi, ShutdownDrainsInFlightRequests) {
   TestGateway gw;
   auto client = gw.Client();
   ASSERT_EQ(DeploySlowFunction(*client, "slow")->status, 201);
-  const std::vector<uint32_t> input = {700, 1, 2, 3};  // sleeps 700 ms
+  const std::vector<uint32_t> input = {1500, 1, 2, 3};  // sleeps 1.5 s
   auto slow = std::async(std::launch::async, [&] {
     auto c = gw.Client();
     return InvokeBinary(*c, "slow", BytesOf(input));
   });
   // Wait until it is running, then stop the server under it.
-  for (int i = 0; i < 200 && gw.server().in_flight() == 0; ++i) {
+  for (int i = 0; i < 1000 && gw.server().in_flight() == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   ASSERT_GT(gw.server().in_flight(), 0);

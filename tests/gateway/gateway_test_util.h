@@ -14,6 +14,7 @@
 
 #include "gateway/files.h"
 #include "gateway/http_server.h"
+#include "gateway/process_executor.h"
 #include "gateway/service.h"
 #include "gateway/tensor_codec.h"
 #include "kchain/manifest.h"
@@ -39,27 +40,65 @@ inline std::string ReadFile(const std::string& path) {
   return bytes.ok() ? *bytes : std::string();
 }
 
+struct TestGatewayOptions {
+  SchedulerOptions scheduler;
+  std::string data_dir;  // empty: a fresh one
+  uint64_t max_body = uint64_t{64} << 20;
+  DeviceKind device_kind = DeviceKind::kHost;
+  // "none" or "process"; empty: $KCHAIN_TEST_ISOLATION, else "none". CTest runs the gateway
+  // suites under both.
+  std::string isolation;
+  const ApiKeys* keys = nullptr;
+  int prestarted_workers = 2;
+  uint64_t worker_memory_limit = uint64_t{2} << 30;
+  int request_spin_us = 0;  // workers spin this long for the next run
+};
+
+inline std::string IsolationFromEnvironment() {
+  const char* env = std::getenv("KCHAIN_TEST_ISOLATION");
+  return env != nullptr && *env != '\0' ? env : "none";
+}
+
 class TestGateway {
  public:
   explicit TestGateway(SchedulerOptions scheduler = {}, std::string data_dir = "",
                        uint64_t max_body = uint64_t{64} << 20,
                        DeviceKind device_kind = DeviceKind::kHost)
-      : logger_(LogLevel::kWarning) {
-    data_dir_ = data_dir.empty() ? FreshDir("gateway") : data_dir;
-    auto device = Device::Open(device_kind);
-    EXPECT_TRUE(device.ok());
-    ServiceOptions options;
-    options.data_dir = data_dir_;
-    options.scheduler = scheduler;
-    kchain::InstanceOptions instance_options;
-    auto service = Service::Create(options, MakeInProcessExecutor(*device, instance_options),
-                                   [](const std::string&) {});
+      : TestGateway(MakeOptions(scheduler, std::move(data_dir), max_body, device_kind)) {}
+
+  explicit TestGateway(TestGatewayOptions options) : logger_(LogLevel::kWarning) {
+    data_dir_ = options.data_dir.empty() ? FreshDir("gateway") : options.data_dir;
+    isolation_ = options.isolation.empty() ? IsolationFromEnvironment() : options.isolation;
+    std::unique_ptr<Executor> executor;
+    if (isolation_ == "process") {
+      ProcessExecutorOptions process;
+      process.launch.binary = KCHAIN_WORKER_BINARY;
+      process.launch.device = std::string(DeviceKindName(options.device_kind));
+      process.launch.workdir_root = data_dir_ + "/workers";
+      process.launch.address_space_headroom = 4 * options.worker_memory_limit + (uint64_t{1} << 30);
+      process.prestarted_workers = options.prestarted_workers;
+      process.memory_limit_bytes = options.worker_memory_limit;
+      process.run_timeout = options.scheduler.invoke_timeout;
+      process.request_spin = std::chrono::microseconds(options.request_spin_us);
+      auto made = MakeProcessExecutor(process);
+      EXPECT_TRUE(made.ok()) << made.status();
+      executor = std::move(*made);
+    } else {
+      auto device = Device::Open(options.device_kind);
+      EXPECT_TRUE(device.ok()) << device.status();
+      executor = MakeInProcessExecutor(*device, kchain::InstanceOptions{});
+    }
+    ServiceOptions service_options;
+    service_options.data_dir = data_dir_;
+    service_options.scheduler = options.scheduler;
+    auto service = Service::Create(service_options, std::move(executor), [](const std::string&) {});
     EXPECT_TRUE(service.ok()) << service.status();
     service_ = std::move(*service);
     HttpOptions http;
     http.port = 0;
     http.threads = 32;
-    http.max_body = max_body;
+    http.max_body = options.max_body;
+    http.keys = options.keys;
     server_ = std::make_unique<HttpServer>(service_.get(), &logger_, http);
     auto port = server_->Bind();
     EXPECT_TRUE(port.ok()) << port.status();
@@ -68,6 +107,16 @@ class TestGateway {
   }
 
   ~TestGateway() { Stop(); }
+
+  static TestGatewayOptions MakeOptions(SchedulerOptions scheduler, std::string data_dir,
+                                        uint64_t max_body, DeviceKind device_kind) {
+    TestGatewayOptions options;
+    options.scheduler = scheduler;
+    options.data_dir = std::move(data_dir);
+    options.max_body = max_body;
+    options.device_kind = device_kind;
+    return options;
+  }
 
   void Stop() {
     if (server_ == nullptr) return;
@@ -78,22 +127,26 @@ class TestGateway {
     service_.reset();
   }
 
-  std::unique_ptr<httplib::Client> Client() const {
+  // A client; with `key`, every request carries "Authorization: Bearer <key>".
+  std::unique_ptr<httplib::Client> Client(const std::string& key = "") const {
     auto client = std::make_unique<httplib::Client>("127.0.0.1", port_);
     client->set_read_timeout(60, 0);
     client->set_keep_alive(true);
     client->set_tcp_nodelay(true);
+    if (!key.empty()) client->set_bearer_token_auth(key);
     return client;
   }
 
   Service& service() { return *service_; }
   HttpServer& server() { return *server_; }
   const std::string& data_dir() const { return data_dir_; }
+  const std::string& isolation() const { return isolation_; }
   int port() const { return port_; }
 
  private:
   Logger logger_;
   std::string data_dir_;
+  std::string isolation_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<HttpServer> server_;
   std::thread thread_;

@@ -2,6 +2,10 @@
 // break the contract or fault, for the gpu tests.
 #include <kchain/kernel.h>
 
+#include <cstdint>
+#include <cstdlib>
+#include <unistd.h>
+
 KCHAIN_MODULE_CUDA();
 
 namespace {
@@ -22,6 +26,12 @@ __global__ void double_kernel(const float* d_tmp, float* d_out, size_t n) {
 __global__ void write_to_bad_address_kernel(float* d_bad) { d_bad[threadIdx.x] = 1.0f; }
 
 __global__ void noop_kernel() {}
+
+// Never finishes: the invocation timeout must stop it (by killing its worker).
+__global__ void spin_forever_kernel(volatile int* d_flag) {
+  while (*d_flag == 0) {
+  }
+}
 
 size_t MinSize(size_t a, size_t b) { return a < b ? a : b; }
 
@@ -67,4 +77,36 @@ KCHAIN_KERNEL(illegal_address)(kchain_state_t* s, int grid, int block) {
 
 KCHAIN_KERNEL(noop)(kchain_state_t* s, int grid, int block) {
   noop_kernel<<<grid, block, 0, s->stream>>>();
+}
+
+// Misbehaves as the input's length says (a launcher may read s->input.len, never the data):
+//   4 bytes: behave (copy input to out)   8: segfault   12: abort   16: spin on the device
+//   forever   20: illegal address on the device   24: eat host memory until stopped.
+KCHAIN_KERNEL(misbehave_by_length)(kchain_state_t* s, int grid, int block) {
+  switch (s->input.len) {
+    case 24:
+      for (int i = 0; i < 1024; ++i) {  // 64 MiB a step, every page touched
+        char* chunk = static_cast<char*>(malloc(size_t{64} << 20));
+        if (chunk == nullptr) abort();
+        for (size_t at = 0; at < (size_t{64} << 20); at += 4096) chunk[at] = 1;
+        usleep(2000);
+      }
+      abort();
+    case 8:
+      *(volatile int*)(uintptr_t)8 = 1;
+      break;
+    case 12:
+      abort();
+    case 16:
+      // The flag is cleared first and nothing ever sets it.
+      cudaMemsetAsync(s->tmp.dat, 0, sizeof(int), s->stream);
+      spin_forever_kernel<<<1, 1, 0, s->stream>>>(reinterpret_cast<volatile int*>(s->tmp.dat));
+      return;
+    case 20:
+      write_to_bad_address_kernel<<<1, 32, 0, s->stream>>>(reinterpret_cast<float*>(0x100));
+      return;
+    default:
+      cudaMemcpyAsync(s->out.dat, s->input.dat, MinSize(s->out.len, s->input.len),
+                      cudaMemcpyDeviceToDevice, s->stream);
+  }
 }

@@ -103,3 +103,87 @@ KCHAIN_KERNEL(sleep_then_copy)(kchain_state_t* s, int grid, int block) {
   memcpy(s->out.dat, s->input.dat, n);
   memset(s->out.dat + n, 0, s->out.len - n);
 }
+
+/* Misbehaves as the first uint32 of the input says, then (mode 0) copies input to out:
+ *   0 behave   1 segfault   2 abort   3 spin forever   4 eat host memory until stopped. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+enum { MODE_BEHAVE, MODE_SEGFAULT, MODE_ABORT, MODE_SPIN, MODE_EAT_MEMORY };
+
+static void eat_memory(void) {
+  /* 64 MiB a step, every page touched, a little pause so a watchdog can see it grow. */
+  for (int i = 0; i < 1024; ++i) {
+    char* block = (char*)malloc((size_t)64 << 20);
+    if (block == NULL) abort();
+    for (size_t at = 0; at < ((size_t)64 << 20); at += 4096) block[at] = (char)at;
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+  }
+  abort();
+}
+
+KCHAIN_KERNEL(misbehave)(kchain_state_t* s, int grid, int block) {
+  uint32_t mode = 0;
+  if (s->input.len >= sizeof mode) memcpy(&mode, s->input.dat, sizeof mode);
+  switch (mode) {
+    case MODE_SEGFAULT:
+      *(volatile int*)(uintptr_t)8 = 1;
+      break;
+    case MODE_ABORT:
+      abort();
+    case MODE_SPIN:
+      for (volatile unsigned long n = 0;; ++n) {
+      }
+    case MODE_EAT_MEMORY:
+      eat_memory();
+      break;
+    default:
+      break;
+  }
+  const size_t n = min_size(s->out.len, s->input.len);
+  memcpy(s->out.dat, s->input.dat, n);
+}
+
+/* out = int32 results of things a sandboxed launcher must not be able to do: each is 0 when
+ * it succeeded, else the errno. [0] fork, [1] socket, [2] ptrace attach to the parent,
+ * [3] kill(parent, 0), [4] execve, then [5] the process id, [6] the user id, [7] opening
+ * /etc/shadow (root's). */
+#include <fcntl.h>
+KCHAIN_KERNEL(try_forbidden)(kchain_state_t* s, int grid, int block) {
+  int32_t r[8] = {0};
+  errno = 0;
+  const pid_t child = fork();
+  if (child == 0) _exit(0); /* should never happen */
+  r[0] = child < 0 ? errno : 0;
+  errno = 0;
+  const int sock = socket(AF_INET, SOCK_STREAM, 0);
+  r[1] = sock < 0 ? errno : 0;
+  if (sock >= 0) close(sock);
+  errno = 0;
+  r[2] = ptrace(PTRACE_ATTACH, getppid(), NULL, NULL) < 0 ? errno : 0;
+  errno = 0;
+  r[3] = kill(getppid(), 0) < 0 ? errno : 0;
+  char* const argv[] = {(char*)"/bin/true", NULL};
+  char* const envp[] = {NULL};
+  errno = 0;
+  execve("/bin/true", argv, envp);
+  r[4] = errno;
+  r[5] = (int32_t)getpid();
+  r[6] = (int32_t)getuid();
+  errno = 0;
+  const int fd = open("/etc/shadow", O_RDONLY);
+  r[7] = fd < 0 ? errno : 0;
+  if (fd >= 0) close(fd);
+  memcpy(s->out.dat, r, min_size(sizeof r, s->out.len));
+}
+
+/* out[0..4) = the process id running the kernel. */
+KCHAIN_KERNEL(report_pid)(kchain_state_t* s, int grid, int block) {
+  const int32_t pid = (int32_t)getpid();
+  memcpy(s->out.dat, &pid, min_size(sizeof pid, s->out.len));
+}

@@ -1,0 +1,232 @@
+// Process isolation against the real gateway (host backend): each kind of fault fails only
+// the invocation that caused it, its worker is replaced, the next invocation succeeds; the
+// sandbox refuses what a launcher has no use for; pre-initialized workers serve cold starts
+// and the pool refills.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "gateway_test_util.h"
+
+namespace kchain::gateway::testing {
+namespace {
+
+using kchain::testing::SampleFile;
+
+constexpr uint32_t kBehave = 0, kSegfault = 1, kAbort = 2, kSpin = 3, kEatMemory = 4;
+
+TestGatewayOptions ProcessOptions() {
+  TestGatewayOptions options;
+  options.isolation = "process";
+  options.scheduler.invoke_timeout = std::chrono::milliseconds(1500);
+  options.worker_memory_limit = uint64_t{256} << 20;
+  return options;
+}
+
+std::string MisbehaveManifest() {
+  return R"({"chain": [{"kernel": "misbehave", "grid": 1, "block": 1}],
+             "input": {"dtype": "uint32", "shape": [4]}, "output": {"dtype": "uint32", "shape": [4]}})";
+}
+
+std::string Mode(uint32_t mode) { return BytesOf(std::vector<uint32_t>{mode, 7, 8, 9}); }
+
+// Waits (up to 10 s) until `predicate(readyz body)` holds.
+template <typename Predicate>
+json WaitForReady(httplib::Client& client, Predicate predicate) {
+  json body;
+  for (int i = 0; i < 1000; ++i) {
+    auto res = client.Get("/readyz");
+    if (res && res->status == 200) {
+      body = json::parse(res->body);
+      if (predicate(body)) return body;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return body;
+}
+
+TEST(Isolation, EachFaultFailsOnlyItsInvocationAndTheWorkerIsReplaced) {
+  TestGateway gw(ProcessOptions());
+  auto client = gw.Client();
+  ASSERT_EQ(DeployMultipart(*client, "victim", MisbehaveManifest(), TestLibraryBytes(), "")->status,
+            201);
+  ASSERT_EQ(DeploySample(*client, "mnist_cnn", "bystander")->status, 201);
+  const std::string image = ReadFile(SampleFile("mnist_cnn", "heldout_images.bin")).substr(0, 3136);
+  ASSERT_EQ(InvokeBinary(*client, "bystander", image)->status, 200);
+  ASSERT_EQ(InvokeBinary(*client, "victim", Mode(kBehave))->status, 200);
+
+  const struct {
+    uint32_t mode;
+    int status;
+    const char* code;
+    const char* what;
+  } faults[] = {
+      {kSegfault, 502, "kernel_error", "crashed with SIGSEGV (segmentation fault)"},
+      {kAbort, 502, "kernel_error", "aborted (SIGABRT)"},
+      {kSpin, 504, "deadline_exceeded", "did not finish within the invocation timeout (1500 ms)"},
+      {kEatMemory, 502, "kernel_error", "exceeded its memory limit"},
+  };
+  for (const auto& fault : faults) {
+    SCOPED_TRACE(fault.what);
+    auto res = InvokeBinary(*client, "victim", Mode(fault.mode));
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, fault.status) << res->body;
+    EXPECT_EQ(ErrorCode(res), fault.code);
+    const std::string message = ErrorMessage(res);
+    EXPECT_NE(message.find("kernel 'misbehave' (stage 1 of 1) of 'victim'"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find(fault.what), std::string::npos) << message;
+    EXPECT_NE(message.find("the worker is replaced"), std::string::npos) << message;
+    // Nobody else noticed: another function, and the gateway itself.
+    auto other = InvokeBinary(*client, "bystander", image);
+    ASSERT_TRUE(other);
+    EXPECT_EQ(other->status, 200);
+    EXPECT_EQ(other->get_header_value("X-Kchain-Start"), "hot");
+    // The same function, with a healthy input, runs again in a fresh worker.
+    auto again = InvokeBinary(*client, "victim", Mode(kBehave));
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->status, 200) << again->body;
+    EXPECT_EQ(again->get_header_value("X-Kchain-Start"), "cold");
+    EXPECT_EQ(VectorOf<uint32_t>(again->body), (std::vector<uint32_t>{0, 7, 8, 9}));
+  }
+
+  auto ready = client->Get("/readyz");
+  ASSERT_EQ(ready->status, 200);
+  const json restarts = json::parse(ready->body)["workers"]["restarts"];
+  EXPECT_EQ(restarts, json({{"segfault", 1}, {"abort", 1}, {"timeout", 1}, {"memory_limit", 1}}));
+  const std::string metrics = client->Get("/metrics")->body;
+  for (const char* line : {"kchain_worker_restarts{reason=\"segfault\"} 1",
+                           "kchain_worker_restarts{reason=\"timeout\"} 1",
+                           "kchain_worker_restarts{reason=\"memory_limit\"} 1"}) {
+    EXPECT_NE(metrics.find(line), std::string::npos) << line;
+  }
+  const json info = json::parse(client->Get("/v1")->body);
+  EXPECT_NE(info["workers"]["last_restart"].get<std::string>().find("victim"), std::string::npos);
+}
+
+TEST(Isolation, TheSandboxRefusesWhatALauncherHasNoUseFor) {
+  TestGateway gw(ProcessOptions());
+  auto client = gw.Client();
+  const std::string manifest = R"({"chain": [{"kernel": "try_forbidden", "grid": 1, "block": 1}],
+      "input": {"dtype": "uint8", "shape": [4]}, "output": {"dtype": "int32", "shape": [8]}})";
+  ASSERT_EQ(DeployMultipart(*client, "probe", manifest, TestLibraryBytes(), "")->status, 201);
+  auto res = InvokeBinary(*client, "probe", std::string(4, '\0'));
+  ASSERT_EQ(res->status, 200) << res->body;
+  const auto r = VectorOf<int32_t>(res->body);
+  EXPECT_EQ(r[0], EPERM) << "fork";
+  EXPECT_EQ(r[1], EPERM) << "socket";
+  EXPECT_EQ(r[2], EPERM) << "ptrace";
+  EXPECT_EQ(r[3], EPERM) << "kill(gateway)";
+  EXPECT_EQ(r[4], EPERM) << "execve";
+  EXPECT_NE(r[5], ::getpid()) << "the kernel ran in the gateway";
+  if (::geteuid() == 0) {
+    // A gateway running as root hands workers to nobody: root's files are out of reach.
+    EXPECT_EQ(r[6], 65534) << "uid";
+    EXPECT_EQ(r[7], EACCES) << "open /etc/shadow";
+  }
+  const std::string sandbox = json::parse(client->Get("/v1")->body)["sandbox"];
+  EXPECT_NE(sandbox.find("seccomp"), std::string::npos) << sandbox;
+  EXPECT_NE(sandbox.find("resource limits"), std::string::npos) << sandbox;
+  EXPECT_NE(sandbox.find("private working directory"), std::string::npos) << sandbox;
+  if (::geteuid() == 0) {
+    EXPECT_NE(sandbox.find("unprivileged user"), std::string::npos) << sandbox;
+  }
+  std::printf("sandbox: %s\n", sandbox.c_str());
+}
+
+TEST(Isolation, ColdStartsTakePreInitializedWorkersAndThePoolRefills) {
+  TestGateway gw(ProcessOptions());
+  auto client = gw.Client();
+  json ready = WaitForReady(*client, [](const json& b) { return b["workers"]["idle"] == 2; });
+  ASSERT_EQ(ready["workers"]["idle"], 2) << ready;
+  ASSERT_EQ(DeploySample(*client, "mnist_cnn", "cnn")->status, 201);
+  // Deploy validation used (and discarded) a worker; the pool is back to two.
+  ready = WaitForReady(*client, [](const json& b) { return b["workers"]["idle"] == 2; });
+  ASSERT_EQ(ready["workers"]["idle"], 2) << ready;
+  const int live_before = ready["workers"]["live"];
+
+  std::vector<float> pixels(784, 0.25f);
+  auto cold = InvokeJson(*client, "cnn", {{"input", pixels}});
+  ASSERT_EQ(cold->status, 200) << cold->body;
+  const json body = json::parse(cold->body);
+  ASSERT_EQ(body["start"], "cold");
+  const json split = body["timings_us"]["start"];
+  // The cold start split: a pre-initialized worker is taken at once, then the library and
+  // the constants are loaded into it.
+  EXPECT_LT(split["acquire"].get<double>(), 50000) << split;
+  EXPECT_GT(split["library"].get<double>(), 0) << split;
+  EXPECT_GT(split["create"].get<double>(), 0) << split;
+  EXPECT_GT(split["constants"].get<double>(), 0) << split;
+  std::printf("cold start split (us): %s, first run %.1f\n", split.dump().c_str(),
+              body["timings_us"]["run"].get<double>());
+
+  ready = WaitForReady(*client, [&](const json& b) {
+    return b["workers"]["idle"] == 2 && b["workers"]["live"] == live_before + 1;
+  });
+  EXPECT_EQ(ready["workers"]["idle"], 2) << ready;
+  EXPECT_EQ(ready["workers"]["live"], live_before + 1) << ready;
+}
+
+TEST(Isolation, AWorkerKilledWhileIdleDoesNotFailTheNextInvocation) {
+  TestGateway gw(ProcessOptions());
+  auto client = gw.Client();
+  const std::string manifest = R"({"chain": [{"kernel": "report_pid", "grid": 1, "block": 1}],
+      "input": {"dtype": "uint8", "shape": [4]}, "output": {"dtype": "int32", "shape": [1]}})";
+  ASSERT_EQ(DeployMultipart(*client, "pid", manifest, TestLibraryBytes(), "")->status, 201);
+  auto first = InvokeBinary(*client, "pid", std::string(4, '\0'));
+  ASSERT_EQ(first->status, 200);
+  const int32_t pid = VectorOf<int32_t>(first->body)[0];
+  EXPECT_EQ(VectorOf<int32_t>(InvokeBinary(*client, "pid", std::string(4, '\0'))->body)[0], pid);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto next = InvokeBinary(*client, "pid", std::string(4, '\0'));
+  ASSERT_EQ(next->status, 200) << next->body;
+  EXPECT_EQ(next->get_header_value("X-Kchain-Start"), "cold");
+  EXPECT_NE(VectorOf<int32_t>(next->body)[0], pid);
+}
+
+TEST(Isolation, WorkersSpinningForRequestsStayCorrect) {
+  // The control-page handshake: runs posted there while the worker spins, runs sent through
+  // the socket after it stopped, park and wake in between, and a crash.
+  TestGatewayOptions options = ProcessOptions();
+  options.request_spin_us = 300;
+  TestGateway gw(options);
+  auto client = gw.Client();
+  ASSERT_EQ(DeployMultipart(*client, "echo", MisbehaveManifest(), TestLibraryBytes(), "")->status,
+            201);
+  for (uint32_t i = 0; i < 400; ++i) {
+    const std::vector<uint32_t> input = {kBehave, i, i * 3, i * 7};
+    auto res = InvokeBinary(*client, "echo", BytesOf(input));
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << i << ": " << res->body;
+    ASSERT_EQ(VectorOf<uint32_t>(res->body), input) << i;
+    if (i % 50 == 25) {
+      // Let the worker stop spinning, so that the next run goes through the socket.
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    if (i % 100 == 60) {
+      ASSERT_EQ(client->Post("/v1/functions/echo/park")->status, 200);
+    }
+  }
+  auto crash = InvokeBinary(*client, "echo", Mode(kSegfault));
+  EXPECT_EQ(crash->status, 502);
+  auto after = InvokeBinary(*client, "echo", Mode(kBehave));
+  ASSERT_EQ(after->status, 200) << after->body;
+}
+
+TEST(Isolation, ALibraryThatCrashesWhileLoadingIsRejectedAtDeploy) {
+  TestGateway gw(ProcessOptions());
+  auto client = gw.Client();
+  // The test library's static constructors are harmless; a truncated ELF makes dlopen fail
+  // inside the worker, which must come back as a clean 400.
+  auto res =
+      DeployMultipart(*client, "bad", MisbehaveManifest(), TestLibraryBytes().substr(0, 300), "");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400) << res->body;
+  EXPECT_NE(ErrorMessage(res).find("dlopen failed"), std::string::npos) << ErrorMessage(res);
+  EXPECT_EQ(client->Get("/healthz")->status, 200);
+}
+
+}  // namespace
+}  // namespace kchain::gateway::testing
