@@ -55,7 +55,7 @@ samples="$build/samples"
 "$build/bin/kchain-run" --device cuda --runs 1000 --eval-images "$samples/mnist_cnn/heldout_images.bin" \
   --eval-labels "$samples/mnist_cnn/heldout_labels.bin" "$samples/mnist_cnn/manifest.json" 2>&1 | tee "$out/run-cnn.log"
 
-echo "== the gateway on the GPU: deploy and invoke the CUDA samples over HTTP (kchain-demo)"
+echo "== the gateway on the GPU (default: process isolation): deploy and invoke the CUDA samples over HTTP"
 rm -rf /tmp/kchain-gpu-gateway && mkdir -p /tmp/kchain-gpu-gateway
 "$build/bin/kchain-gateway" --listen 127.0.0.1:0 --device cuda --data-dir /tmp/kchain-gpu-gateway/data \
   --port-file /tmp/kchain-gpu-gateway/port >"$out/gateway.log" 2>&1 &
@@ -75,6 +75,9 @@ if [ $bench = 1 ]; then
   bench_rc=$?
   sed -n '/^Hot path/,$p' "$out/micro_bench.txt"
   [ $bench_rc = 0 ] || tail -20 "$out/micro_bench.txt"
+  echo "== process isolation against none, hot CNN (kchain_isolation_bench)"
+  "$build/bin/kchain_isolation_bench" --device cuda --rounds 10 --calls 500 \
+    --json "$out/isolation_bench.json" 2>&1 | tee "$out/isolation_bench.txt"
 fi
 
 echo
@@ -92,5 +95,6 @@ echo "gateway:     kchain-demo exit $demo_rc"
 grep -E "^==|start  client|x1000|held-out|checked" "$out/demo.log" | sed 's/^/  /'
 if [ $bench = 1 ]; then
   sed -n '/^Hot path/,$p' "$out/micro_bench.txt"
+  cat "$out/isolation_bench.txt"
 fi
 [ $gpu_rc = 0 ] && [ $rest_rc = 0 ] && [ "$demo_rc" = 0 ]
