@@ -105,7 +105,9 @@ StatusOr<std::unique_ptr<FunctionStore>> FunctionStore::Open(const std::string& 
   const std::string probe = (fs::path(data_dir) / "tmp" / "probe").string();
   KCHAIN_RETURN_IF_ERROR(WriteFileAtomic(probe, AsBytes("ok")));
   fs::remove(probe, ec);
-  return std::unique_ptr<FunctionStore>(new FunctionStore(fs::absolute(data_dir).string()));
+  std::unique_ptr<FunctionStore> store(new FunctionStore(fs::absolute(data_dir).string()));
+  store->ExpireUploads();
+  return store;
 }
 
 std::string FunctionStore::FunctionDir(const FunctionKey& key) const {
@@ -243,9 +245,29 @@ Status FunctionStore::Delete(const FunctionKey& key) {
   return Status();
 }
 
+void FunctionStore::ExpireUploads() {
+  {
+    std::lock_guard<std::mutex> lock(expiry_mu_);
+    const auto now = std::chrono::steady_clock::now();
+    if (last_expiry_ != std::chrono::steady_clock::time_point{} &&
+        now - last_expiry_ < std::chrono::hours(1)) {
+      return;
+    }
+    last_expiry_ = now;
+  }
+  // Uploads are staging for deploys, kept a day.
+  std::error_code ec;
+  const auto expiry = fs::file_time_type::clock::now() - std::chrono::hours(24);
+  for (const auto& entry : fs::recursive_directory_iterator(fs::path(data_dir_) / "uploads", ec)) {
+    if (entry.is_regular_file(ec) && entry.last_write_time(ec) < expiry)
+      fs::remove(entry.path(), ec);
+  }
+}
+
 StatusOr<std::string> FunctionStore::PutUpload(const std::string& tenant,
                                                std::span<const std::byte> bytes) {
   KCHAIN_RETURN_IF_ERROR(ValidateName(tenant, "tenant"));
+  ExpireUploads();
   const std::string id = Sha256Hex(bytes);
   const fs::path dir = fs::path(data_dir_) / "uploads" / tenant;
   std::error_code ec;

@@ -17,8 +17,10 @@
 #ifndef KCHAIN_GATEWAY_FUNCTION_STORE_H_
 #define KCHAIN_GATEWAY_FUNCTION_STORE_H_
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <string>
@@ -96,6 +98,8 @@ class FunctionStore {
   StatusOr<std::string> PutUpload(const std::string& tenant, std::span<const std::byte> bytes);
   // kNotFound for an unknown id, kInvalidArgument for a malformed one.
   StatusOr<std::string> ReadUpload(const std::string& tenant, const std::string& id) const;
+  // Removes uploads older than a day (at start-up, and at most hourly on new uploads).
+  void ExpireUploads();
 
   const std::string& data_dir() const { return data_dir_; }
 
@@ -106,6 +110,8 @@ class FunctionStore {
   StoredVersion VersionPaths(const FunctionKey& key, const VersionRecord& record) const;
 
   std::string data_dir_;
+  std::mutex expiry_mu_;
+  std::chrono::steady_clock::time_point last_expiry_{};
 };
 
 }  // namespace kchain::gateway

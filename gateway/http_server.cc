@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -49,7 +50,8 @@ bool HasContentType(const httplib::Request& req, std::string_view type) {
   return value.size() == type.size() || value[type.size()] == ';' || value[type.size()] == ' ';
 }
 
-json InfoJson(const FunctionInfo& info, const SchedulerOptions& limits) {
+json InfoJson(const FunctionInfo& info, const SchedulerOptions& limits,
+              const std::function<std::string(std::string)>& scrub) {
   json versions = json::array();
   for (const auto& r : info.history) versions.push_back(VersionRecordToJson(r));
   json out = {{"tenant", info.key.tenant},
@@ -58,7 +60,7 @@ json InfoJson(const FunctionInfo& info, const SchedulerOptions& limits) {
               {"state", info.load_error.empty() ? "ready" : "load_failed"},
               {"versions", versions}};
   if (!info.load_error.empty()) {
-    out["load_error"] = info.load_error;
+    out["load_error"] = scrub(info.load_error);
     return out;
   }
   out["manifest"] = json::parse(kchain::ManifestToJson(info.manifest));
@@ -241,7 +243,7 @@ struct HttpServer::Handlers {
     }
     json functions = json::array();
     for (const auto& info : self->service_->List(tenant)) {
-      functions.push_back(InfoJson(info, self->service_->options().scheduler));
+      functions.push_back(InfoJson(info, self->service_->options().scheduler, self->scrub_));
     }
     Json(res, 200, {{"functions", functions}});
   }
@@ -251,7 +253,7 @@ struct HttpServer::Handlers {
     if (!Key(self, req, res, &key)) return;
     auto info = self->service_->Describe(key);
     if (!info.ok()) return self->SendStatus(res, info.status());
-    Json(res, 200, InfoJson(*info, self->service_->options().scheduler));
+    Json(res, 200, InfoJson(*info, self->service_->options().scheduler, self->scrub_));
   }
 
   static void Delete(HttpServer* self, const httplib::Request& req, httplib::Response& res) {
@@ -354,7 +356,7 @@ struct HttpServer::Handlers {
     auto result = self->service_->Deploy(key, manifest, AsBytes(library), AsBytes(constants));
     if (!result.ok()) return self->SendStatus(res, result.status());
     Json(res, result->created ? 201 : 200,
-         InfoJson(result->info, self->service_->options().scheduler));
+         InfoJson(result->info, self->service_->options().scheduler, self->scrub_));
   }
 
   static void Invoke(HttpServer* self, const httplib::Request& req, httplib::Response& res) {
@@ -504,7 +506,8 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
     : service_(service),
       logger_(logger),
       options_(std::move(options)),
-      server_(std::make_unique<httplib::Server>()) {
+      server_(std::make_unique<httplib::Server>()),
+      scrub_([this](std::string m) { return Scrub(std::move(m)); }) {
   httplib::Server& s = *server_;
   const int threads = std::max(1, options_.threads);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
@@ -541,7 +544,6 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
     }
     auto caller = options_.keys->Authenticate(req.get_header_value("Authorization"));
     if (!caller.ok()) {
-      res.set_header("WWW-Authenticate", "Bearer realm=\"kchain\"");
       RejectBeforeBody(res, caller.status());
       return httplib::Server::HandlerResponse::Handled;
     }
@@ -666,17 +668,23 @@ void HttpServer::RejectBeforeBody(httplib::Response& res, const Status& status) 
   SendStatus(res, status);
 }
 
-void HttpServer::SendStatus(httplib::Response& res, const Status& status) const {
-  res.status = HttpStatusFor(status.code());
-  if (status.code() == StatusCode::kResourceExhausted) res.set_header("Retry-After", "1");
+std::string HttpServer::Scrub(std::string message) const {
   // Messages may quote stored files; callers need not learn where the data directory is.
-  std::string message = status.message();
   const std::string& data_dir = service_->data_dir();
   for (size_t at = message.find(data_dir); !data_dir.empty() && at != std::string::npos;
        at = message.find(data_dir, at)) {
     message.replace(at, data_dir.size() + (message.compare(at + data_dir.size(), 1, "/") == 0), "");
   }
-  res.set_content(ErrorBody(Status(status.code(), std::move(message))), kJson);
+  return message;
+}
+
+void HttpServer::SendStatus(httplib::Response& res, const Status& status) const {
+  res.status = HttpStatusFor(status.code());
+  if (status.code() == StatusCode::kResourceExhausted) res.set_header("Retry-After", "1");
+  if (status.code() == StatusCode::kUnauthenticated) {
+    res.set_header("WWW-Authenticate", "Bearer realm=\"kchain\"");
+  }
+  res.set_content(ErrorBody(Status(status.code(), Scrub(status.message()))), kJson);
 }
 
 StatusOr<int> HttpServer::Bind() {

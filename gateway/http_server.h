@@ -10,6 +10,7 @@
 #define KCHAIN_GATEWAY_HTTP_SERVER_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -59,6 +60,8 @@ class HttpServer {
  private:
   struct Handlers;
   void SendStatus(httplib::Response& res, const Status& status) const;
+  // `message` without the absolute data directory.
+  std::string Scrub(std::string message) const;
   // For rejections before routing, when the request's body has not been read.
   void RejectBeforeBody(httplib::Response& res, const Status& status) const;
 
@@ -66,6 +69,7 @@ class HttpServer {
   const Logger* logger_;
   HttpOptions options_;
   std::unique_ptr<httplib::Server> server_;
+  std::function<std::string(std::string)> scrub_;
   int port_ = 0;
   std::atomic<int> in_flight_{0};
 };

@@ -239,10 +239,12 @@ class ProcessExecutor final : public Executor {
     }
     cv_.notify_all();
   }
-  void RecordRestart(const std::string& reason, const std::string& description) {
+  // last_restart is for admins, who see every tenant: it says whose function it was.
+  void RecordRestart(const std::string& reason, const FunctionKey& key,
+                     const std::string& description) {
     std::lock_guard<std::mutex> lock(mu_);
     ++restarts_[reason];
-    last_restart_ = description;
+    last_restart_ = key.tenant + "/" + key.name + ": " + description;
   }
   void ResidentChange(int64_t delta) { resident_bytes_.fetch_add(static_cast<size_t>(delta)); }
   const ProcessExecutorOptions& options() const { return options_; }
@@ -413,7 +415,7 @@ Status ProcessInstance::Died(const std::string& cause_override,
       cause_override.empty() ? "its worker " + death.description : cause_override;
   const std::string message = StageName() + " of '" + version_->key().name + "' failed: " + cause +
                               "; the worker is replaced";
-  executor_->RecordRestart(reason, message);
+  executor_->RecordRestart(reason, version_->key(), message);
   return KernelError(message);
 }
 
@@ -524,13 +526,19 @@ Status ProcessInstance::Run(size_t input_bytes, kchain::RunTimings* timings) {
     timings->total_us = ran->total_us;
   }
   if (ran->status_code == 0) return Status();
-  Status status(static_cast<StatusCode>(ran->status_code), std::string(message));
+  // The worker knows its library as /proc/self/fd/N; say which stored library it is.
+  Status status(
+      static_cast<StatusCode>(ran->status_code),
+      Relabel(std::string(message), static_cast<const ProcessVersion&>(*version_).library_path));
   if (ran->broken) {
     // The device context in the worker is gone; the worker exits. Only this worker, though.
+    status = Status(status.code(), status.message() +
+                                       " (only this worker's device context was lost: the "
+                                       "worker is replaced, other functions are unaffected)");
     broken_ = true;
     worker_->Kill();
     worker_->Reap();
-    executor_->RecordRestart("device_fault", status.message());
+    executor_->RecordRestart("device_fault", version_->key(), status.message());
   }
   return status;
 }

@@ -236,6 +236,10 @@ TEST(GatewayApi, AStoredFunctionThatNoLongerLoadsIsReportedNotFatal) {
   auto describe = client->Get("/v1/functions/cnn");
   ASSERT_EQ(describe->status, 200);
   EXPECT_EQ(json::parse(describe->body)["state"], "load_failed");
+  // The reason names the stored file relative to the data directory, never where that is.
+  const std::string reason = json::parse(describe->body)["load_error"];
+  EXPECT_NE(reason.find("tenants/default/functions/cnn/v1/kernel.so"), std::string::npos) << reason;
+  EXPECT_EQ(reason.find(dir), std::string::npos) << reason;
   auto res = InvokeBinary(*client, "cnn", BytesOf(FirstImage()));
   EXPECT_EQ(res->status, 503);
   EXPECT_NE(ErrorMessage(res).find("failed to load"), std::string::npos) << ErrorMessage(res);

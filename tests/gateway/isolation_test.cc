@@ -102,7 +102,13 @@ TEST(Isolation, EachFaultFailsOnlyItsInvocationAndTheWorkerIsReplaced) {
     EXPECT_NE(metrics.find(line), std::string::npos) << line;
   }
   const json info = json::parse(client->Get("/v1")->body);
-  EXPECT_NE(info["workers"]["last_restart"].get<std::string>().find("victim"), std::string::npos);
+  // Admins see every tenant's restarts, so the message says whose function it was.
+  const std::string last = info["workers"]["last_restart"].get<std::string>();
+  EXPECT_EQ(last.rfind("default/victim: kernel 'misbehave' (stage 1 of 1) of 'victim' failed: its "
+                       "worker exceeded its memory limit",
+                       0),
+            0u)
+      << last;
 }
 
 TEST(Isolation, TheSandboxRefusesWhatALauncherHasNoUseFor) {
@@ -213,6 +219,22 @@ TEST(Isolation, WorkersSpinningForRequestsStayCorrect) {
   EXPECT_EQ(crash->status, 502);
   auto after = InvokeBinary(*client, "echo", Mode(kBehave));
   ASSERT_EQ(after->status, 200) << after->body;
+}
+
+TEST(Isolation, KernelErrorsNameTheStoredLibraryNotTheWorkersCopy) {
+  TestGateway gw(ProcessOptions());
+  auto client = gw.Client();
+  ASSERT_EQ(DeployMultipart(*client, "fails", TestManifest({"noop", "report_error"}, 4),
+                            TestLibraryBytes(), "")
+                ->status,
+            201);
+  auto res = InvokeBinary(*client, "fails", std::string(16, '\0'));
+  ASSERT_EQ(res->status, 502);
+  const std::string message = ErrorMessage(res);
+  EXPECT_EQ(message.find("/proc/self/fd"), std::string::npos) << message;
+  EXPECT_NE(message.find("library 'tenants/default/functions/fails/v1/kernel.so'"),
+            std::string::npos)
+      << message;
 }
 
 TEST(Isolation, ALibraryThatCrashesWhileLoadingIsRejectedAtDeploy) {

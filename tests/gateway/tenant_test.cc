@@ -114,7 +114,9 @@ TEST(Tenants, EveryEndpointKeepsTenantsApart) {
     EXPECT_EQ(ErrorMessage(res), std::string(ghost).replace(ghost.find("ghost"), 5, "f"));
   }
   EXPECT_EQ(beta->Get("/v1/functions?tenant=alpha")->status, 404);
-  EXPECT_EQ(beta->Get("/metrics")->status, 401);
+  auto metrics = beta->Get("/metrics");
+  EXPECT_EQ(metrics->status, 401);
+  EXPECT_EQ(metrics->get_header_value("WWW-Authenticate"), "Bearer realm=\"kchain\"");
   // Alpha's upload is not beta's to use.
   const json deploy = {{"manifest", json::parse(PidManifest())}, {"library", upload_id}};
   auto stolen = beta->Put("/v1/functions/g", deploy.dump(), "application/json");
