@@ -67,6 +67,33 @@ demo_rc=${PIPESTATUS[0]}
 kill -TERM $gateway 2>/dev/null; wait $gateway 2>/dev/null
 head -1 "$out/gateway.log"
 
+echo "== the Python SDK on the GPU: pip install ./sdk-python, pytest against a CUDA gateway"
+py_rc=0
+if python3 -c "import scikit_build_core, pybind11, httpx, tqdm, numpy, pytest" 2>/dev/null; then
+  # No network there: build with what the machine has.
+  python3 -m pip install -q --no-build-isolation --no-deps ./sdk-python >"$out/sdk-install.log" 2>&1 ||
+    { tail -20 "$out/sdk-install.log"; py_rc=1; }
+  if [ $py_rc = 0 ]; then
+    KCHAIN_BUILD_DIR="$root/$build" KCHAIN_TEST_DEVICE=auto python3 -m pytest -q tests/python \
+      >"$out/pytest.log" 2>&1
+    py_rc=$?
+    tail -3 "$out/pytest.log"
+    rm -rf /tmp/kchain-sdk-bench && mkdir -p /tmp/kchain-sdk-bench
+    "$build/bin/kchain-gateway" --listen 127.0.0.1:0 --device cuda --data-dir /tmp/kchain-sdk-bench/data \
+      --port-file /tmp/kchain-sdk-bench/port >/dev/null 2>&1 &
+    sdk_gateway=$!
+    for _ in $(seq 100); do [ -s /tmp/kchain-sdk-bench/port ] && break; sleep 0.1; done
+    export KCHAIN_URL="http://127.0.0.1:$(cat /tmp/kchain-sdk-bench/port)"
+    python3 -m kchain deploy "$samples/mnist_cnn/manifest.json" --quiet
+    python3 -m kchain bench mnist_cnn -n 1000 | tee "$out/sdk-bench.txt"
+    kill -TERM $sdk_gateway; wait $sdk_gateway 2>/dev/null
+    unset KCHAIN_URL
+  fi
+else
+  echo "NOT RUN: this machine's python3 lacks scikit-build-core, pybind11, httpx, tqdm, numpy or pytest"
+  py_rc=2
+fi
+
 if [ $bench = 1 ]; then
   echo "== micro-benchmarks"
   "$build/bin/kchain_micro_bench" --benchmark_repetitions=10 --benchmark_report_aggregates_only=true \
@@ -92,9 +119,11 @@ echo "other tests: ${rest_line:-did not run}"
 grep -E "hot runs|cold start|warm start|held-out" "$out/run-cnn.log" | sed 's/^ */cnn:         /'
 grep -E "hot runs" "$out/run-vecadd.log" | sed 's/^ */vecadd:      /'
 echo "gateway:     kchain-demo exit $demo_rc"
+echo "python sdk:  $(tail -1 "$out/pytest.log" 2>/dev/null || echo 'did not run') (rc $py_rc)"
+[ -f "$out/sdk-bench.txt" ] && sed 's/^/  /' "$out/sdk-bench.txt"
 grep -E "^==|start  client|x1000|held-out|checked" "$out/demo.log" | sed 's/^/  /'
 if [ $bench = 1 ]; then
   sed -n '/^Hot path/,$p' "$out/micro_bench.txt"
   cat "$out/isolation_bench.txt"
 fi
-[ $gpu_rc = 0 ] && [ $rest_rc = 0 ] && [ "$demo_rc" = 0 ]
+[ $gpu_rc = 0 ] && [ $rest_rc = 0 ] && [ "$demo_rc" = 0 ] && [ "$py_rc" = 0 ]

@@ -4,6 +4,8 @@
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config binutils googletest libgtest-dev libbenchmark-dev
           nlohmann-json3-dev libcpp-httplib-dev libssl-dev libseccomp-dev)
+# Python with venv and pip, for the SDK and its tests (any python3 >= 3.9 that has them will do).
+python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

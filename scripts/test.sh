@@ -5,5 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
 scripts/build.sh
-echo "== running the tests (ctest -LE gpu)"
-ctest --test-dir "${KCHAIN_BUILD_DIR:-build}" -LE gpu --output-on-failure -j "${KCHAIN_JOBS:-$(nproc)}"
+build=${KCHAIN_BUILD_DIR:-build}
+echo "== running the C++ tests (ctest -LE gpu)"
+ctest --test-dir "$build" -LE gpu --output-on-failure -j "${KCHAIN_JOBS:-$(nproc)}"
+venv=$(scripts/python-env.sh)
+echo "== running the Python SDK tests (pytest tests/python, against a real gateway)"
+KCHAIN_BUILD_DIR="$build" "$venv/bin/python" -m pytest -q tests/python
