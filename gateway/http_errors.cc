@@ -47,4 +47,9 @@ std::string ErrorBody(const Status& status) {
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+std::string V2ErrorBody(const Status& status) {
+  const nlohmann::json body = {{"error", status.message()}};
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace kchain::gateway

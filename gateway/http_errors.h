@@ -18,6 +18,10 @@ int HttpStatusFor(StatusCode code);
 // {"error": {"code": "<name>", "message": "<message>"}}
 std::string ErrorBody(const Status& status);
 
+// The KServe v2 / Open Inference Protocol's error body, {"error": "<message>"}, for /v2
+// routes. The HTTP status is HttpStatusFor()'s as everywhere else.
+std::string V2ErrorBody(const Status& status);
+
 }  // namespace kchain::gateway
 
 #endif  // KCHAIN_GATEWAY_HTTP_ERRORS_H_

@@ -10,13 +10,18 @@
 #include <regex>
 
 #include "gateway/files.h"
+#include "gateway/http_context.h"
 #include "gateway/http_errors.h"
+#include "gateway/invocation.h"
 #include "gateway/tensor_codec.h"
 
 namespace kchain::gateway {
+
+thread_local RequestContext t_request;
+
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = HttpClock;
 using nlohmann::json;
 
 constexpr const char* kDefaultTenant = "default";
@@ -24,30 +29,16 @@ constexpr const char* kJson = "application/json";
 constexpr const char* kBinary = "application/octet-stream";
 const std::string kName = "([^/]+)";
 
-// Per-request facts the access log line needs, kept on the thread that serves the request.
-struct RequestContext {
-  Clock::time_point start;
-  std::string function;
-  const char* start_type = "-";
-  bool counted = false;  // counted in in_flight_ (requests rejected before routing are not)
-  Caller caller;         // who is asking (set by authentication)
-};
-thread_local RequestContext t_request;
-
-double MicrosSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-// Media types compare case-insensitively (RFC 9110); parameters after ';' are ignored.
-bool HasContentType(const httplib::Request& req, std::string_view type) {
-  const std::string value = req.get_header_value("Content-Type");
-  if (value.size() < type.size()) return false;
-  for (size_t i = 0; i < type.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(value[i])) != type[i]) return false;
-  }
-  return value.size() == type.size() || value[type.size()] == ';' || value[type.size()] == ' ';
+// Routes whose handlers read a body only when the request declares one.
+bool BodyIsOptional(std::string_view path) {
+  return EndsWith(path, "/park") || path == "/v2/repository/index" ||
+         (path.rfind("/v2/repository/models/", 0) == 0 &&
+          (EndsWith(path, "/load") || EndsWith(path, "/unload")));
 }
 
 json InfoJson(const FunctionInfo& info, const SchedulerOptions& limits,
@@ -57,7 +48,9 @@ json InfoJson(const FunctionInfo& info, const SchedulerOptions& limits,
   json out = {{"tenant", info.key.tenant},
               {"name", info.key.name},
               {"version", info.version},
-              {"state", info.load_error.empty() ? "ready" : "load_failed"},
+              {"state", !info.load_error.empty() ? "load_failed"
+                        : info.pool.unloaded     ? "unloaded"
+                                                 : "ready"},
               {"versions", versions}};
   if (!info.load_error.empty()) {
     out["load_error"] = scrub(info.load_error);
@@ -104,14 +97,6 @@ Status CheckInputSize(size_t bytes, const FunctionSpec& spec, const std::string&
   return Status();
 }
 
-// Timing figures of one invocation, in microseconds.
-struct InvokeTimings {
-  double queue = 0;
-  StartTimings start;
-  kchain::RunTimings run;
-  double total = 0;
-};
-
 json TimingsJson(const InvokeTimings& t, StartType start) {
   json out = {{"queue", t.queue}, {"run", t.run.total_us}, {"total", t.total}};
   if (start != StartType::kHot) {
@@ -128,49 +113,12 @@ json TimingsJson(const InvokeTimings& t, StartType start) {
   return out;
 }
 
-// The Server-Timing header (durations in milliseconds, as the header's specification wants).
-std::string ServerTiming(const InvokeTimings& t, StartType start) {
-  char buf[384];
-  int n = std::snprintf(buf, sizeof buf, "queue;dur=%.3f", t.queue / 1000.0);
-  if (start != StartType::kHot) {
-    const double s =
-        t.start.acquire_us + t.start.library_us + t.start.create_us + t.start.constants_us;
-    n += std::snprintf(buf + n, sizeof buf - n, ", start;dur=%.3f", s / 1000.0);
-  }
-  if (t.run.stages_timed) {
-    n += std::snprintf(
-        buf + n, sizeof buf - n, ", input_copy;dur=%.3f, chain;dur=%.3f, output_copy;dur=%.3f",
-        t.run.input_copy_us / 1000.0, t.run.chain_us / 1000.0, t.run.output_copy_us / 1000.0);
-  }
-  std::snprintf(buf + n, sizeof buf - n, ", run;dur=%.3f, total;dur=%.3f", t.run.total_us / 1000.0,
-                t.total / 1000.0);
-  return buf;
-}
-
 }  // namespace
 
 struct HttpServer::Handlers {
-  // The tenant a request acts on: the caller's own, or, for an admin, the one named by
-  // ?tenant=. A non-admin naming another tenant gets the same 404 as for a missing function,
-  // so that names never leak across tenants.
   static bool Tenant(HttpServer* self, const httplib::Request& req, httplib::Response& res,
                      std::string* tenant) {
-    const Caller& caller = t_request.caller;
-    *tenant = caller.tenant;
-    if (!req.has_param("tenant")) return true;
-    const std::string wanted = req.get_param_value("tenant");
-    if (Status valid = ValidateName(wanted, "tenant"); !valid.ok()) {
-      self->SendStatus(res, valid);
-      return false;
-    }
-    if (!caller.admin && wanted != caller.tenant) {
-      self->SendStatus(res, req.matches.size() > 1
-                                ? NotFoundError("no function '" + std::string(req.matches[1]) + "'")
-                                : NotFoundError("no such tenant"));
-      return false;
-    }
-    *tenant = wanted;
-    return true;
+    return self->ResolveTenant(req, res, tenant);
   }
 
   static void Json(httplib::Response& res, int status, const json& body) {
@@ -178,18 +126,9 @@ struct HttpServer::Handlers {
     res.set_content(Dump(body), kJson);
   }
 
-  // Resolves the function named in the path; sends 400 for an invalid name.
   static bool Key(HttpServer* self, const httplib::Request& req, httplib::Response& res,
                   FunctionKey* key) {
-    if (!Tenant(self, req, res, &key->tenant)) return false;
-    key->name = req.matches[1];
-    t_request.function = key->name;
-    Status valid = ValidateName(key->name, "function");
-    if (!valid.ok()) {
-      self->SendStatus(res, valid);
-      return false;
-    }
-    return true;
+    return self->ResolveKey(req, res, key);
   }
 
   static json WorkersJson(const ExecutorStats& stats) {
@@ -365,7 +304,7 @@ struct HttpServer::Handlers {
     if (!Key(self, req, res, &key)) return;
     // Every failure of a known function counts in its metrics.
     auto fail = [&](const Status& status) {
-      if (auto metrics = self->service_->MetricsFor(key)) metrics->RecordFailure(status.code());
+      RecordInvokeFailure(*self->service_, key, status);
       self->SendStatus(res, status);
     };
     const bool binary = HasContentType(req, kBinary);
@@ -393,12 +332,10 @@ struct HttpServer::Handlers {
       if (!size.ok()) return fail(size);
     }
 
-    auto lease = self->service_->Acquire(key);
-    if (!lease.ok()) return fail(lease.status());
-    auto* metrics = static_cast<FunctionMetrics*>(lease->function_data());
-    const FunctionSpec& spec = lease->version().spec();
-    t_request.start_type = StartTypeName(lease->start()).data();
-    ExecInstance& instance = lease->instance();
+    auto run = Invocation::Begin(*self->service_, key, start);
+    if (!run.ok()) return self->SendStatus(res, run.status());
+    const FunctionSpec& spec = run->spec();
+    t_request.start_type = StartTypeName(run->start_type()).data();
 
     size_t input_bytes = 0;
     Status status;
@@ -406,7 +343,7 @@ struct HttpServer::Handlers {
       input_bytes = req.body.size();
       status = CheckInputSize(input_bytes, spec, key.name);
       if (status.ok() && input_bytes != 0) {
-        std::memcpy(instance.input_buffer().data(), req.body.data(), input_bytes);
+        std::memcpy(run->input_buffer().data(), req.body.data(), input_bytes);
       }
     } else {
       std::vector<std::byte> input;
@@ -421,31 +358,25 @@ struct HttpServer::Handlers {
       if (status.ok()) status = CheckInputSize(input.size(), spec, key.name);
       if (status.ok()) {
         input_bytes = input.size();
-        if (input_bytes != 0)
-          std::memcpy(instance.input_buffer().data(), input.data(), input_bytes);
+        if (input_bytes != 0) std::memcpy(run->input_buffer().data(), input.data(), input_bytes);
       }
     }
-    InvokeTimings timings;
-    timings.queue = lease->queue_us();
-    timings.start = lease->start_timings();
-    if (status.ok()) status = instance.Run(input_bytes, &timings.run);
-    if (!status.ok()) {
-      metrics->RecordFailure(status.code());
-      return self->SendStatus(res, status);
-    }
+    if (!status.ok()) return self->SendStatus(res, run->Fail(status));
+    status = run->Run(input_bytes);
+    if (!status.ok()) return self->SendStatus(res, status);
 
-    const auto output = instance.output_buffer();
-    const StartType start_type = lease->start();
-    timings.total = MicrosSince(start);
+    const auto output = run->output();
+    const StartType start_type = run->start_type();
+    const InvokeTimings& timings = run->timings();
     res.status = 200;
     res.set_header("X-Kchain-Start", std::string(StartTypeName(start_type)));
-    res.set_header("X-Kchain-Version", std::to_string(lease->version().version()));
+    res.set_header("X-Kchain-Version", std::to_string(run->version().version()));
     res.set_header("X-Kchain-Exec-Mode", std::string(kchain::ExecModeName(timings.run.mode)));
     if (binary) {
       res.set_content(reinterpret_cast<const char*>(output.data()), output.size(), kBinary);
     } else {
       json out = {{"function", key.name},
-                  {"version", lease->version().version()},
+                  {"version", run->version().version()},
                   {"dtype", std::string(ElementTypeName(spec.output.dtype))},
                   {"shape", spec.output.shape.empty()
                                 ? json::array({output.size() / ElementSize(spec.output.dtype)})
@@ -457,17 +388,12 @@ struct HttpServer::Handlers {
       } else {
         out["output"] = EncodeJsonTensor(output, spec.output.dtype);
       }
-      timings.total = MicrosSince(start);
+      run->MarkTotal();
       out["timings_us"] = TimingsJson(timings, start_type);
-      res.set_content(Dump(out), kJson);
+      SetUncompressedBody(res, Dump(out), kJson);
     }
-    res.set_header("Server-Timing", ServerTiming(timings, start_type));
-    metrics->success.fetch_add(1, std::memory_order_relaxed);
-    metrics->request_duration[static_cast<int>(start_type)].Observe(timings.total);
-    metrics->queue_duration_us.fetch_add(static_cast<uint64_t>(timings.queue),
-                                         std::memory_order_relaxed);
-    metrics->compute_duration_us.fetch_add(static_cast<uint64_t>(timings.run.total_us),
-                                           std::memory_order_relaxed);
+    res.set_header("Server-Timing", ServerTimingHeader(timings, start_type));
+    run->Succeed();
   }
 
   // Checks the shape of a JSON invoke body: exactly one of input / input_base64, and an
@@ -522,20 +448,23 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
     t_request.function.clear();
     t_request.start_type = "-";
     t_request.counted = true;
+    t_request.v2 = req.path == "/v2" || req.path.rfind("/v2/", 0) == 0;
     in_flight_.fetch_add(1);
     // A POST/PUT/PATCH with neither Content-Length nor chunked encoding would make the HTTP
-    // library wait for the connection to close (60 s). Park takes no body; the others must
+    // library wait for the connection to close (60 s). Park and the v2 repository routes take
+    // no body or an optional one (their handlers read it only when declared); the others must
     // declare theirs.
     if ((req.method == "POST" || req.method == "PUT" || req.method == "PATCH") &&
         !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding") &&
-        !(req.path.size() > 5 && req.path.compare(req.path.size() - 5, 5, "/park") == 0)) {
+        !BodyIsOptional(req.path)) {
       RejectBeforeBody(
           res, LengthRequiredError("send a Content-Length header (an empty body is Content-Length: "
                                    "0; with curl add -d '' or --data-binary @file)"));
       return httplib::Server::HandlerResponse::Handled;
     }
     // Probes need no key; everything else does, when keys are configured.
-    if (req.path == "/healthz" || req.path == "/readyz") {
+    if (req.path == "/healthz" || req.path == "/readyz" || req.path == "/v2/health/live" ||
+        req.path == "/v2/health/ready") {
       return httplib::Server::HandlerResponse::Unhandled;
     }
     if (options_.keys == nullptr) {
@@ -595,7 +524,7 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
                 InvalidArgumentError("malformed request (HTTP " + std::to_string(res.status) + ")");
         }
         const int code = res.status;
-        res.set_content(ErrorBody(status), kJson);
+        res.set_content(t_request.v2 ? V2ErrorBody(status) : ErrorBody(status), kJson);
         res.status = code;
         return httplib::Server::HandlerResponse::Handled;
       }));
@@ -635,12 +564,14 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
                 const httplib::ContentReader&) { Handlers::Park(this, req, res); });
   s.Post("/v1/uploads", bind(&Handlers::Upload));
   // Known paths with the wrong method: 405 rather than 404.
-  const std::vector<std::pair<std::string, std::string>> allowed = {
+  std::vector<std::pair<std::string, std::string>> allowed = {
       {"/healthz", "GET"},           {"/readyz", "GET"},
       {"/metrics", "GET"},           {"/v1", "GET"},
       {"/v1/functions", "GET"},      {fn_path, "GET, PUT, DELETE"},
       {fn_path + "/invoke", "POST"}, {fn_path + "/park", "POST"},
       {"/v1/uploads", "POST"}};
+  // The v2 inference protocol's routes (gateway/v2_http.cc), and their allowed methods.
+  RegisterV2Routes(&allowed);
   for (const auto& [path, methods] : allowed) {
     auto not_allowed = [this, methods = methods](const httplib::Request& req,
                                                  httplib::Response& res) {
@@ -661,6 +592,43 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
 }
 
 HttpServer::~HttpServer() { Stop(); }
+
+// The tenant a request acts on: the caller's own, or, for an admin, the one named by
+// ?tenant=. A non-admin naming another tenant gets the same 404 as for a missing function,
+// so that names never leak across tenants.
+bool HttpServer::ResolveTenant(const httplib::Request& req, httplib::Response& res,
+                               std::string* tenant) const {
+  const Caller& caller = t_request.caller;
+  *tenant = caller.tenant;
+  if (!req.has_param("tenant")) return true;
+  const std::string wanted = req.get_param_value("tenant");
+  if (Status valid = ValidateName(wanted, "tenant"); !valid.ok()) {
+    SendStatus(res, valid);
+    return false;
+  }
+  if (!caller.admin && wanted != caller.tenant) {
+    SendStatus(res, req.matches.size() > 1
+                        ? NotFoundError("no function '" + std::string(req.matches[1]) + "'")
+                        : NotFoundError("no such tenant"));
+    return false;
+  }
+  *tenant = wanted;
+  return true;
+}
+
+// Resolves the function named in the path (the first capture); sends 400 for an invalid name.
+bool HttpServer::ResolveKey(const httplib::Request& req, httplib::Response& res,
+                            FunctionKey* key) const {
+  if (!ResolveTenant(req, res, &key->tenant)) return false;
+  key->name = req.matches[1];
+  t_request.function = key->name;
+  Status valid = ValidateName(key->name, "function");
+  if (!valid.ok()) {
+    SendStatus(res, valid);
+    return false;
+  }
+  return true;
+}
 
 void HttpServer::RejectBeforeBody(httplib::Response& res, const Status& status) const {
   // The request's body, if any, was never read: the connection cannot carry another request.
@@ -684,7 +652,8 @@ void HttpServer::SendStatus(httplib::Response& res, const Status& status) const 
   if (status.code() == StatusCode::kUnauthenticated) {
     res.set_header("WWW-Authenticate", "Bearer realm=\"kchain\"");
   }
-  res.set_content(ErrorBody(Status(status.code(), Scrub(status.message()))), kJson);
+  const Status scrubbed(status.code(), Scrub(status.message()));
+  res.set_content(t_request.v2 ? V2ErrorBody(scrubbed) : ErrorBody(scrubbed), kJson);
 }
 
 StatusOr<int> HttpServer::Bind() {

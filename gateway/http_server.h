@@ -1,4 +1,6 @@
-// HttpServer: the REST API (docs/api.md) over cpp-httplib, in front of a Service.
+// HttpServer: the REST API (docs/api.md) over cpp-httplib, in front of a Service: kchain's own
+// /v1 API, and beside it the KServe v2 / Open Inference Protocol's inference surface under /v2
+// (gateway/v2_http.cc, gateway/v2_protocol.h).
 //
 // Transport only: routes parse requests into native types, call the service, and turn its
 // statuses into responses through the one mapping in http_errors.h. No handler can take the
@@ -13,6 +15,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gateway/auth.h"
 #include "gateway/log.h"
@@ -59,7 +63,17 @@ class HttpServer {
 
  private:
   struct Handlers;
+  struct V2Handlers;
+  // Registers the /v2 routes and appends their paths and allowed methods to `allowed`.
+  void RegisterV2Routes(std::vector<std::pair<std::string, std::string>>* allowed);
+  // Sends `status` as an error response: {"error": {"code", "message"}}, or on /v2 paths the
+  // v2 protocol's {"error": "message"}; the HTTP status comes from the one mapping.
   void SendStatus(httplib::Response& res, const Status& status) const;
+  // The tenant a request acts on (the caller's, or ?tenant= for an admin), and the function
+  // named by the path's first capture. On failure the error response is sent.
+  bool ResolveTenant(const httplib::Request& req, httplib::Response& res,
+                     std::string* tenant) const;
+  bool ResolveKey(const httplib::Request& req, httplib::Response& res, FunctionKey* key) const;
   // `message` without the absolute data directory.
   std::string Scrub(std::string message) const;
   // For rejections before routing, when the request's body has not been read.

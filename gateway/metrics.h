@@ -27,6 +27,7 @@ class Histogram {
   // Appends the _bucket, _sum and _count series of `name` with `labels` (without braces).
   void Render(const std::string& name, const std::string& labels, std::string* out) const;
   uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+  uint64_t sum_ns() const { return sum_ns_.load(std::memory_order_relaxed); }
 
  private:
   std::array<std::atomic<uint64_t>, kBoundsUs.size()> buckets_{};
@@ -43,6 +44,7 @@ struct FunctionMetrics {
   std::array<Histogram, 3> request_duration;                      // by start type
   std::atomic<uint64_t> queue_duration_us{0};    // cumulative, as Triton's counters
   std::atomic<uint64_t> compute_duration_us{0};  // cumulative run time
+  std::atomic<uint64_t> last_success_ms{0};      // Unix time of the latest success, ms
 
   void RecordFailure(StatusCode code) {
     failure[static_cast<int>(code)].fetch_add(1, std::memory_order_relaxed);

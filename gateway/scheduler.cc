@@ -33,6 +33,7 @@ struct Scheduler::Pool {
   std::shared_ptr<LoadedVersion> current;
   std::shared_ptr<void> function_data;
   bool removed = false;
+  bool unloaded = false;
   std::vector<std::unique_ptr<Slot>> idle_resident;  // back = most recently used
   std::vector<std::unique_ptr<Slot>> idle_parked;    // back = most recently parked
   int total = 0;
@@ -125,6 +126,7 @@ void Scheduler::Activate(std::shared_ptr<LoadedVersion> version,
     pool->current = std::move(version);
     pool->function_data = std::move(function_data);
     pool->removed = false;
+    pool->unloaded = false;
     pool->cv.notify_all();  // waiters may now create instances of the new version
   }
 }
@@ -140,6 +142,27 @@ void Scheduler::Remove(const FunctionKey& key) {
     it->second->cv.notify_all();
     pools_.erase(it);
   }
+}
+
+bool Scheduler::Unload(const FunctionKey& key) {
+  std::vector<std::unique_ptr<Slot>> doomed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pools_.find(key);
+    if (it == pools_.end()) return false;
+    TakeIdleLocked(*it->second, &doomed);
+    it->second->unloaded = true;
+    it->second->cv.notify_all();  // waiters give up
+  }
+  return true;  // `doomed` is destroyed here, outside the lock
+}
+
+bool Scheduler::Reload(const FunctionKey& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = pools_.find(key);
+  if (it == pools_.end()) return false;
+  it->second->unloaded = false;
+  return true;
 }
 
 Status Scheduler::ReserveLocked(size_t bytes, std::vector<std::unique_ptr<Slot>>* victims) {
@@ -192,7 +215,8 @@ void Scheduler::ParkVictims(std::vector<std::unique_ptr<Slot>> victims) {
     for (size_t i = 0; i < victims.size(); ++i) {
       auto& slot = victims[i];
       Pool& pool = *slot->pool;
-      if (parked[i] && !pool.removed && slot->version == pool.current && !stopping_) {
+      if (parked[i] && !pool.removed && !pool.unloaded && slot->version == pool.current &&
+          !stopping_) {
         slot->resident = false;
         slot->last_used = now;
         ++pool.counters.parks;
@@ -222,6 +246,9 @@ StatusOr<Scheduler::Lease> Scheduler::Acquire(const FunctionKey& key) {
 
   while (true) {
     if (pool->removed) return NotFoundError("function '" + key.name + "' was deleted");
+    if (pool->unloaded) {
+      return UnavailableError("function '" + key.name + "' is unloaded; load it to invoke it");
+    }
 
     // Hot: an idle resident instance, the most recently used one (its caches are warmest).
     if (!pool->idle_resident.empty()) {
@@ -338,7 +365,8 @@ void Scheduler::Release(std::unique_ptr<Slot> slot) {
     std::lock_guard<std::mutex> lock(mu_);
     Pool& pool = *slot->pool;
     --pool.busy;
-    if (slot->instance->broken() || pool.removed || slot->version != pool.current || stopping_) {
+    if (slot->instance->broken() || pool.removed || pool.unloaded ||
+        slot->version != pool.current || stopping_) {
       --pool.total;
       if (slot->resident) resident_bytes_ -= slot->bytes;
       doomed = std::move(slot);
@@ -382,6 +410,7 @@ PoolStats Scheduler::Stats(const FunctionKey& key) const {
   stats.busy = pool.busy;
   stats.total = pool.total;
   stats.queued = pool.waiting;
+  stats.unloaded = pool.unloaded;
   return stats;
 }
 

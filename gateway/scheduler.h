@@ -51,6 +51,7 @@ struct PoolStats {
   uint64_t starts[3] = {0, 0, 0};  // by StartType
   uint64_t parks = 0;              // instances parked to make room or on request
   uint64_t expired = 0;            // parked instances destroyed after the TTL
+  bool unloaded = false;           // Unload()ed: invocations get kUnavailable
 };
 
 class Scheduler {
@@ -99,9 +100,18 @@ class Scheduler {
   // as they are idle.
   void Remove(const FunctionKey& key);
 
-  // Errors: kNotFound (unknown function), kResourceExhausted (queue full, or the memory budget
-  // is held by busy instances), kDeadlineExceeded (waited past the invocation timeout),
-  // kUnavailable (shutting down), and whatever creating or waking an instance returned.
+  // Takes `key` out of service without forgetting it (the v2 protocol's model unload): from
+  // now on Acquire() fails with kUnavailable, and so do the invocations waiting in its queue;
+  // idle resident and parked instances are destroyed now, busy ones when released. Counters
+  // are kept. False for an unknown function.
+  bool Unload(const FunctionKey& key);
+  // Puts an unloaded function back in service; Activate() (a new version) does too. False for
+  // an unknown function.
+  bool Reload(const FunctionKey& key);
+
+  // Errors: kNotFound (unknown function), kUnavailable (unloaded), kResourceExhausted (queue full,
+  // or the memory budget is held by busy instances), kDeadlineExceeded (waited past the invocation
+  // timeout), kUnavailable (shutting down), and whatever creating or waking an instance returned.
   StatusOr<Lease> Acquire(const FunctionKey& key);
 
   // Parks every idle resident instance of `key`; returns how many.

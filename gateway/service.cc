@@ -277,6 +277,26 @@ StatusOr<int> Service::Park(const FunctionKey& key) {
   return scheduler_->ParkIdle(key);
 }
 
+Status Service::Unload(const FunctionKey& key) {
+  KCHAIN_RETURN_IF_ERROR(Describe(key).status());
+  if (scheduler_->Unload(key)) log_("unloaded " + key.str());
+  return Status();
+}
+
+Status Service::Load(const FunctionKey& key) {
+  KCHAIN_ASSIGN_OR_RETURN(FunctionInfo info, Describe(key));
+  if (!info.load_error.empty()) {
+    return UnavailableError("function '" + key.name + "' failed to load: " + info.load_error +
+                            " (deploy it again)");
+  }
+  if (scheduler_->Reload(key) && info.pool.unloaded) log_("loaded " + key.str());
+  const PoolStats pool = scheduler_->Stats(key);
+  if (pool.resident_idle + pool.busy > 0) return Status();
+  // Bring one instance up and hand it straight back: it stays resident and idle.
+  auto lease = Acquire(key);
+  return lease.status();
+}
+
 StatusOr<std::string> Service::PutUpload(const std::string& tenant,
                                          std::span<const std::byte> bytes) {
   if (bytes.empty()) return InvalidArgumentError("the upload is empty");

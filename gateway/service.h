@@ -84,6 +84,17 @@ class Service {
   // Parks the idle instances of `key`. kNotFound for an unknown function.
   StatusOr<int> Park(const FunctionKey& key);
 
+  // The v2 protocol's model repository. Unload takes `key` out of service: its invocations
+  // get kUnavailable and its instances (and their workers) are destroyed; the deployed files,
+  // versions and counters stay, and a restart or a new deploy loads it again. Load puts it
+  // back in service and, when no instance of it is resident, brings one up (a cold or warm
+  // start, counted as such) so that the next invocation is hot. kNotFound for an unknown
+  // function. Unload of a function that failed to load is a no-op; Load of one gives
+  // kUnavailable (deploy it again). Load returns what bringing the instance up returned
+  // (e.g. kResourceExhausted); the function is in service even then.
+  Status Unload(const FunctionKey& key);
+  Status Load(const FunctionKey& key);
+
   // Blobs uploaded ahead of a deploy, per tenant.
   StatusOr<std::string> PutUpload(const std::string& tenant, std::span<const std::byte> bytes);
   StatusOr<std::string> ReadUpload(const std::string& tenant, const std::string& id) const;

@@ -1,5 +1,6 @@
 #include "kchain/manifest.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -58,9 +59,25 @@ StatusOr<std::string> GetString(const json& value, const std::string& where) {
   return value.get<std::string>();
 }
 
-StatusOr<TensorSpec> GetTensor(const json& value, const std::string& where) {
+// A tensor's optional name: 1 to 64 characters from A-Z a-z 0-9 _ . : -
+StatusOr<std::string> GetTensorName(const json& value, const std::string& where) {
+  KCHAIN_ASSIGN_OR_RETURN(std::string name, GetString(value, where));
+  if (name.empty() || name.size() > 64) return Bad(where, "must be 1 to 64 characters long");
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != ':' &&
+        c != '-') {
+      return Bad(where, "'" + name + "' may hold only letters, digits, '_', '.', ':' and '-'");
+    }
+  }
+  return name;
+}
+
+StatusOr<TensorSpec> GetTensor(const json& value, const std::string& where, std::string* name) {
   if (!value.is_object()) return Bad(where, "must be an object like {\"dtype\": \"float32\"}");
-  KCHAIN_RETURN_IF_ERROR(CheckKeys(value, where, {"dtype", "shape"}));
+  KCHAIN_RETURN_IF_ERROR(CheckKeys(value, where, {"dtype", "shape", "name"}));
+  if (value.contains("name")) {
+    KCHAIN_ASSIGN_OR_RETURN(*name, GetTensorName(value["name"], where + ".name"));
+  }
   TensorSpec tensor;
   if (!value.contains("dtype")) return Bad(where + ".dtype", "is required");
   KCHAIN_ASSIGN_OR_RETURN(std::string dtype, GetString(value["dtype"], where + ".dtype"));
@@ -135,8 +152,8 @@ StatusOr<Manifest> FromJson(const json& doc) {
   for (const char* key : {"input", "output"}) {
     if (!doc.contains(key)) return Bad(key, "is required");
   }
-  KCHAIN_ASSIGN_OR_RETURN(m.spec.input, GetTensor(doc["input"], "input"));
-  KCHAIN_ASSIGN_OR_RETURN(m.spec.output, GetTensor(doc["output"], "output"));
+  KCHAIN_ASSIGN_OR_RETURN(m.spec.input, GetTensor(doc["input"], "input", &m.input_name));
+  KCHAIN_ASSIGN_OR_RETURN(m.spec.output, GetTensor(doc["output"], "output", &m.output_name));
 
   struct Size {
     const char* key;
@@ -239,13 +256,14 @@ std::string ManifestToJson(const Manifest& m) {
     chain.push_back({{"kernel", s.kernel}, {"grid", s.grid}, {"block", s.block}});
   }
   doc["chain"] = std::move(chain);
-  auto tensor = [](const TensorSpec& t) {
+  auto tensor = [](const TensorSpec& t, const std::string& name) {
     json j = {{"dtype", std::string(ElementTypeName(t.dtype))}};
     if (!t.shape.empty()) j["shape"] = t.shape;
+    if (!name.empty()) j["name"] = name;
     return j;
   };
-  doc["input"] = tensor(m.spec.input);
-  doc["output"] = tensor(m.spec.output);
+  doc["input"] = tensor(m.spec.input, m.input_name);
+  doc["output"] = tensor(m.spec.output, m.output_name);
   doc["max_input_bytes"] = m.spec.max_input_bytes;
   doc["out_bytes"] = m.spec.out_bytes;
   doc["tmp_bytes"] = m.spec.tmp_bytes;

@@ -8,7 +8,7 @@
 //     "name": "mnist_cnn",                         optional
 //     "description": "...",                        optional
 //     "chain": [{"kernel": "conv1", "grid": 14, "block": 256}, ...],
-//     "input":  {"dtype": "float32", "shape": [28, 28]},
+//     "input":  {"dtype": "float32", "shape": [28, 28]},   also "name": "image", optional
 //     "output": {"dtype": "float32", "shape": [10]},
 //     "max_input_bytes": 3136,                     optional when input.shape is given
 //     "out_bytes": 40,                             optional when output.shape is given
@@ -37,6 +37,10 @@ struct Manifest {
   std::string name;
   std::string description;
   FunctionSpec spec;
+  // The tensors' names, from input.name and output.name; empty when the manifest gives none.
+  // Only the v2 inference protocol uses them (default "input" and "output").
+  std::string input_name;
+  std::string output_name;
   // Kernel library file per target ("cuda", "host"), as written in the manifest, or resolved
   // against the manifest's folder by LoadManifestFile(). The server ignores these: libraries
   // are uploaded as bytes.

@@ -224,18 +224,21 @@ std::vector<T> VectorOf(const std::string& bytes) {
   return v;
 }
 
-// The error code of a JSON error response, or "" when there is none.
+// The error code of a JSON error response, or "" when there is none (the v2 protocol's error
+// body, {"error": "<message>"}, has no code).
 inline std::string ErrorCode(const httplib::Result& res) {
   if (!res) return "<no response>";
   auto body = json::parse(res->body, nullptr, false);
-  if (body.is_discarded() || !body.contains("error")) return "";
+  if (body.is_discarded() || !body.contains("error") || !body["error"].is_object()) return "";
   return body["error"].value("code", "");
 }
 
+// The message of a v1 error body ({"error": {"code", "message"}}) or a v2 one.
 inline std::string ErrorMessage(const httplib::Result& res) {
   if (!res) return "<no response: " + httplib::to_string(res.error()) + ">";
   auto body = json::parse(res->body, nullptr, false);
   if (body.is_discarded() || !body.contains("error")) return res->body.substr(0, 300);
+  if (body["error"].is_string()) return body["error"];
   return body["error"].value("message", "");
 }
 

@@ -47,6 +47,23 @@ TEST(Manifest, RoundTripsThroughCanonicalJson) {
   EXPECT_EQ(again->spec.out_bytes, 40u);
 }
 
+TEST(Manifest, TensorNamesAreOptionalAndRoundTrip) {
+  auto unnamed = ParseManifest(kGood);
+  ASSERT_TRUE(unnamed.ok());
+  EXPECT_EQ(unnamed->input_name, "");
+  EXPECT_EQ(ManifestToJson(*unnamed).find("\"name\": \"INPUT"), std::string::npos);
+  auto m = ParseManifest(R"({"chain": [{"kernel": "k", "grid": 1, "block": 1}],
+    "input": {"dtype": "float32", "shape": [4], "name": "INPUT__0"},
+    "output": {"dtype": "float32", "shape": [4], "name": "logits:0"}})");
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->input_name, "INPUT__0");
+  EXPECT_EQ(m->output_name, "logits:0");
+  auto again = ParseManifest(ManifestToJson(*m));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->input_name, "INPUT__0");
+  EXPECT_EQ(again->output_name, "logits:0");
+}
+
 TEST(Manifest, ExplicitSizesWithoutShapes) {
   auto m = ParseManifest(R"({"chain": [{"kernel": "k", "grid": 1, "block": 1}],
     "input": {"dtype": "uint8"}, "output": {"dtype": "int32"},
@@ -135,7 +152,19 @@ INSTANTIATE_TEST_SUITE_P(
         BadManifest{"library_bad_target", "{" STAGE ", " TYPES R"(, "library": {"tpu": "x.so"}})",
                     "library.tpu is not a target"},
         BadManifest{"name_not_string", "{" STAGE ", " TYPES R"(, "name": 3})",
-                    "name must be a string"}),
+                    "name must be a string"},
+        BadManifest{"tensor_name_not_string",
+                    "{" STAGE R"(, "input": {"dtype": "uint8", "shape": [1], "name": 7},
+                                   "output": {"dtype": "uint8", "shape": [1]}})",
+                    "input.name must be a string"},
+        BadManifest{"tensor_name_bad_character",
+                    "{" STAGE R"(, "input": {"dtype": "uint8", "shape": [1]},
+                                   "output": {"dtype": "uint8", "shape": [1], "name": "a b"}})",
+                    "output.name 'a b' may hold only letters"},
+        BadManifest{"tensor_name_empty",
+                    "{" STAGE R"(, "input": {"dtype": "uint8", "shape": [1], "name": ""},
+                                   "output": {"dtype": "uint8", "shape": [1]}})",
+                    "input.name must be 1 to 64 characters long"}),
     [](const ::testing::TestParamInfo<BadManifest>& info) { return info.param.name; });
 
 TEST(Manifest, LoadFileResolvesPathsAgainstItsFolder) {
