@@ -3,7 +3,7 @@
 #  1. uses the prepared build in build-gpu/ (scripts/gpu-build.sh, carried along), or builds;
 #  2. runs the `gpu`-labelled tests, then every other test on the same machine;
 #  3. runs the samples through the runtime on the GPU (kchain-run);
-#  4. with --bench, runs the micro-benchmarks (native CUDA vs kchain, same process);
+#  4. with --bench, runs the benchmark suite (bench/run.sh; about 5 minutes on an H100);
 #  5. prints a short summary last: device, pass/fail counts, key timings.
 # Logs land in $OUT (the device tool's output folder) or /tmp/kchain-gpu-check.
 #
@@ -95,16 +95,10 @@ else
 fi
 
 if [ $bench = 1 ]; then
-  echo "== micro-benchmarks"
-  "$build/bin/kchain_micro_bench" --benchmark_repetitions=10 --benchmark_report_aggregates_only=true \
-    --benchmark_out="$out/micro_bench.json" --benchmark_out_format=json --benchmark_color=false \
-    >"$out/micro_bench.txt" 2>&1
-  bench_rc=$?
-  sed -n '/^Hot path/,$p' "$out/micro_bench.txt"
-  [ $bench_rc = 0 ] || tail -20 "$out/micro_bench.txt"
-  echo "== process isolation against none, hot CNN (kchain_isolation_bench)"
-  "$build/bin/kchain_isolation_bench" --device cuda --rounds 10 --calls 500 \
-    --json "$out/isolation_bench.json" 2>&1 | tee "$out/isolation_bench.txt"
+  echo "== the benchmark suite (bench/run.sh): results in $out/bench-results"
+  KCHAIN_BUILD_DIR=$build bench/run.sh --device cuda --out-dir "$out/bench-results" 2>&1 |
+    tee "$out/bench.log" | grep -E "^\[|^report|kchain_load_bench:|FAILED"
+  bench_rc=${PIPESTATUS[0]}
 fi
 
 echo
@@ -123,7 +117,8 @@ echo "python sdk:  $(tail -1 "$out/pytest.log" 2>/dev/null || echo 'did not run'
 [ -f "$out/sdk-bench.txt" ] && sed 's/^/  /' "$out/sdk-bench.txt"
 grep -E "^==|start  client|x1000|held-out|checked" "$out/demo.log" | sed 's/^/  /'
 if [ $bench = 1 ]; then
-  sed -n '/^Hot path/,$p' "$out/micro_bench.txt"
-  cat "$out/isolation_bench.txt"
+  echo "bench:       bench/run.sh exit $bench_rc"
+  sed -n '/^## Headline/,/^## PyPlover/p' "$out"/bench-results/*.md 2>/dev/null | head -20
 fi
-[ $gpu_rc = 0 ] && [ $rest_rc = 0 ] && [ "$demo_rc" = 0 ] && [ "$py_rc" = 0 ]
+[ $gpu_rc = 0 ] && [ $rest_rc = 0 ] && [ "$demo_rc" = 0 ] && [ "$py_rc" = 0 ] &&
+  { [ $bench = 0 ] || [ "$bench_rc" = 0 ]; }

@@ -78,7 +78,12 @@ def test_describe_list_park_delete(client: kchain.Client) -> None:
     d = client.describe("cnn-copy")
     assert d["instances"]["total"] >= 1 and d["starts"]["cold"] >= 1
     assert client.park("cnn-copy") == 1
-    assert client.invoke("cnn-copy", np.zeros((28, 28), np.float32)).start == "warm"
+    warm = client.invoke("cnn-copy", np.zeros((28, 28), np.float32))
+    assert warm.start == "warm"
+    # The binary path itemises the start in Server-Timing, as the JSON path does.
+    breakdown = warm.timings.start_breakdown
+    assert breakdown is not None and set(breakdown) == {"acquire", "library", "create", "constants"}
+    assert warm.timings.start_us == pytest.approx(sum(breakdown.values()), abs=5.0)
     client.delete("cnn-copy")
     with pytest.raises(kchain.NotFoundError):
         client.describe("cnn-copy")

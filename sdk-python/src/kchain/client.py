@@ -62,9 +62,12 @@ class Timings:
                     values[name] = float(rest[4:]) * 1000.0
                 except ValueError:
                     pass
+        breakdown = {k: values[k] for k in ("acquire", "library", "create", "constants")
+                     if k in values}
         return cls(total_us=values.get("total", 0.0), queue_us=values.get("queue", 0.0),
                    run_us=values.get("run", 0.0), client_us=client_us,
-                   start_us=values.get("start"), input_copy_us=values.get("input_copy"),
+                   start_us=values.get("start"), start_breakdown=breakdown or None,
+                   input_copy_us=values.get("input_copy"),
                    chain_us=values.get("chain"), output_copy_us=values.get("output_copy"))
 
     @classmethod
