@@ -1,6 +1,7 @@
 #include "gateway/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdio>
@@ -438,6 +439,13 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
   const int threads = std::max(1, options_.threads);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.set_tcp_nodelay(true);
+  // cpp-httplib listens with a backlog of 5 (compiled into Debian's library): many clients
+  // connecting at once (perf_analyzer opens 64 connections together) overflow it and some of
+  // them fail. Remember the socket so Bind() can listen again with the system's maximum.
+  s.set_socket_options([this](socket_t sock) {  // socket_t: cpp-httplib's, global
+    httplib::default_socket_options(sock);
+    listen_socket_ = sock;
+  });
   s.set_keep_alive_max_count(1000000);
   s.set_keep_alive_timeout(options_.keep_alive_timeout_s);
   s.set_read_timeout(options_.read_timeout_s, 0);
@@ -667,6 +675,11 @@ StatusOr<int> HttpServer::Bind() {
                               " (in use, or not an address of this machine)");
     }
     port_ = options_.port;
+  }
+  // Listening again on a listening socket only changes its backlog (see the constructor).
+  if (listen_socket_ >= 0 && ::listen(listen_socket_, SOMAXCONN) != 0) {
+    return UnavailableError(std::string("cannot deepen the listen backlog: ") +
+                            std::strerror(errno));
   }
   return port_;
 }

@@ -85,6 +85,7 @@ class HttpServer {
   std::unique_ptr<httplib::Server> server_;
   std::function<std::string(std::string)> scrub_;
   int port_ = 0;
+  int listen_socket_ = -1;  // the listening socket, to deepen its backlog after bind
   std::atomic<int> in_flight_{0};
 };
 

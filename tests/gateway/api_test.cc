@@ -315,6 +315,44 @@ TEST(GatewayApi, BodylessPostsAnswerAtOnce) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
 }
 
+// Many clients connecting at once (perf_analyzer opens all its connections together) must
+// all get through the kernel's handshake even before the server accepts any: the listen
+// backlog is deepened past cpp-httplib's 5. The server is bound but never served here, so
+// only the backlog can hold the connections.
+TEST(GatewayApi, ListenBacklogHoldsManySimultaneousConnects) {
+  auto device = Device::Open(DeviceKind::kHost);
+  ASSERT_TRUE(device.ok());
+  ServiceOptions service_options;
+  service_options.data_dir = FreshDir("backlog");
+  auto service =
+      Service::Create(service_options, MakeInProcessExecutor(*device, kchain::InstanceOptions{}),
+                      [](const std::string&) {});
+  ASSERT_TRUE(service.ok()) << service.status();
+  Logger logger(LogLevel::kError);
+  HttpOptions http;
+  http.port = 0;
+  HttpServer server(service->get(), &logger, http);
+  auto port = server.Bind();
+  ASSERT_TRUE(port.ok()) << port.status();
+  constexpr int kClients = 64;
+  std::vector<int> fds;
+  int connected = 0;
+  for (int i = 0; i < kClients; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    fds.push_back(fd);
+    timeval timeout{.tv_sec = 0, .tv_usec = 200000};  // a dropped SYN waits 1 s for a retry
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(*port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) ++connected;
+  }
+  for (int fd : fds) ::close(fd);
+  EXPECT_EQ(connected, kClients);
+}
+
 TEST(GatewayApi, ShutdownDrainsInFlightRequests) {
   TestGateway gw;
   auto client = gw.Client();
