@@ -65,8 +65,13 @@ else
   driver=$(echo "${gpu#*,}" | xargs)
   cuda=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9.]*\).*/\1/p' | head -1)
 fi
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit+uncommitted changes"
+# KCHAIN_COMMIT names the commit where the tree is a copy without .git (the GPU machine's).
+if [ -n "${KCHAIN_COMMIT:-}" ]; then
+  commit=$KCHAIN_COMMIT
+else
+  commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  git diff --quiet HEAD 2>/dev/null || commit="$commit+uncommitted changes"
+fi
 python3 - "$work/env.json" <<EOF
 import json, sys, datetime, os, platform
 json.dump({
