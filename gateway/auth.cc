@@ -8,6 +8,7 @@
 
 #include "gateway/function_store.h"
 #include "kchain/manifest.h"
+#include "runtime/json_input.h"
 
 namespace kchain::gateway {
 namespace {
@@ -29,15 +30,14 @@ StatusOr<ApiKeys> ApiKeys::LoadFile(const std::string& path) {
 }
 
 StatusOr<ApiKeys> ApiKeys::Parse(std::string_view json_text) {
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::exception& e) {
-    // e.what() quotes the text near the error, which may be a key: say where, not what.
+  auto parsed = kchain::ParseJsonInput(json_text, "API keys");
+  if (!parsed.ok()) {
+    // The parser's message quotes the text near the error, which may be a key: withhold it.
     return InvalidArgumentError(
-        "not valid JSON (at byte " +
-        std::to_string(static_cast<const nlohmann::json::parse_error&>(e).byte) + ")");
+        "not valid JSON, nested too deep, or with a repeated key (details withheld: they could "
+        "quote a key)");
   }
+  nlohmann::json doc = std::move(*parsed);
   if (!doc.is_object() || !doc.contains("keys") || !doc["keys"].is_array()) {
     return InvalidArgumentError("expected {\"keys\": [{\"key\": ..., \"tenant\": ...}, ...]}");
   }

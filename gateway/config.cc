@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kchain/manifest.h"
+#include "runtime/json_input.h"
 
 namespace kchain::gateway {
 namespace {
@@ -203,12 +204,8 @@ StatusOr<uint64_t> ParseSize(std::string_view text) {
 
 Status LoadConfigFile(const std::string& path, GatewayConfig* config) {
   KCHAIN_ASSIGN_OR_RETURN(std::string text, kchain::ReadFileToString(path));
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    return InvalidArgumentError("config file '" + path + "': not valid JSON: " + e.what());
-  }
+  KCHAIN_ASSIGN_OR_RETURN(nlohmann::json doc,
+                          kchain::ParseJsonInput(text, "config file '" + path + "'"));
   if (!doc.is_object()) {
     return InvalidArgumentError("config file '" + path + "': must be a JSON object");
   }

@@ -15,6 +15,7 @@
 #include "gateway/http_errors.h"
 #include "gateway/invocation.h"
 #include "gateway/tensor_codec.h"
+#include "runtime/json_input.h"
 
 namespace kchain::gateway {
 
@@ -249,13 +250,9 @@ struct HttpServer::Handlers {
       library = req.files.find("library")->second.content;
       if (req.has_file("constants")) constants = req.files.find("constants")->second.content;
     } else if (HasContentType(req, kJson)) {
-      json body;
-      try {
-        body = json::parse(req.body);
-      } catch (const json::exception& e) {
-        return self->SendStatus(
-            res, InvalidArgumentError(std::string("body is not valid JSON: ") + e.what()));
-      }
+      auto parsed = kchain::ParseJsonInput(req.body, "body");
+      if (!parsed.ok()) return self->SendStatus(res, parsed.status());
+      json body = std::move(*parsed);
       if (!body.is_object() || !body.contains("manifest") || !body.contains("library")) {
         return self->SendStatus(
             res, InvalidArgumentError("a JSON deploy is {\"manifest\": {...}, \"library\": "
@@ -321,11 +318,9 @@ struct HttpServer::Handlers {
     json body;
     bool base64_output = false;
     if (is_json) {
-      try {
-        body = json::parse(req.body);
-      } catch (const json::exception& e) {
-        return fail(InvalidArgumentError(std::string("body is not valid JSON: ") + e.what()));
-      }
+      auto parsed = kchain::ParseJsonInput(req.body, "body");
+      if (!parsed.ok()) return fail(parsed.status());
+      body = std::move(*parsed);
       Status shape = CheckInvokeBody(body, &base64_output);
       if (!shape.ok()) return fail(shape);
     } else if (auto current = self->service_->Current(key)) {

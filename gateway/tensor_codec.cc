@@ -4,6 +4,8 @@
 #include <cstring>
 #include <limits>
 
+#include "runtime/json_input.h"
+
 namespace kchain::gateway {
 namespace {
 
@@ -63,12 +65,16 @@ bool IntegerValue(const json& v, T* result) {
     *result = static_cast<T>(i);
     return true;
   }
-  // An integral float such as 3.0, as some JSON producers write integers.
+  // An integral float such as 3.0, as some JSON producers write integers (and what the parser
+  // makes of an integer too large for 64 bits). T's range is [-2^digits, 2^digits) for signed
+  // and [0, 2^digits) for unsigned types: compare against those powers of two, which doubles
+  // hold exactly. (T's max itself rounds up to 2^digits as a double, so "d > max" would let
+  // 2^64 through, and converting it is undefined.)
   const double d = v.get<double>();
   if (!std::isfinite(d) || std::trunc(d) != d) return false;
-  if (d < static_cast<double>(std::numeric_limits<T>::min()) ||
-      d > static_cast<double>(std::numeric_limits<T>::max()))
-    return false;
+  const double limit = std::ldexp(1.0, std::numeric_limits<T>::digits);
+  const double lowest = std::is_signed_v<T> ? -limit : 0.0;
+  if (d < lowest || d >= limit) return false;
   *result = static_cast<T>(d);
   return true;
 }
@@ -84,15 +90,16 @@ Status AppendElement(const json& v, ElementType dtype, const std::string& where,
       Append<uint8_t>(out, static_cast<uint8_t>(v.get<int64_t>()));
       return Status();
     }
-    return InvalidArgumentError(where + ": expected true, false, 0 or 1, got " + v.dump());
+    return InvalidArgumentError(where + ": expected true, false, 0 or 1, got " +
+                                DescribeJsonValue(v));
   }
   if (!v.is_number()) {
     return InvalidArgumentError(where + ": expected a number, got " + TypeOf(v));
   }
   const std::string type_name(ElementTypeName(dtype));
   auto out_of_range = [&] {
-    return InvalidArgumentError(where + ": " + v.dump() + " is out of range for " + type_name +
-                                (v.is_number_float() ? " (or not an integer)" : ""));
+    return InvalidArgumentError(where + ": " + DescribeJsonValue(v) + " is out of range for " +
+                                type_name + (v.is_number_float() ? " (or not an integer)" : ""));
   };
   switch (dtype) {
     case ElementType::kFloat32: {

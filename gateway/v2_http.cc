@@ -12,6 +12,7 @@
 #include "gateway/http_server.h"
 #include "gateway/invocation.h"
 #include "gateway/v2_protocol.h"
+#include "runtime/json_input.h"
 
 namespace kchain::gateway {
 namespace {
@@ -48,10 +49,9 @@ Status UnknownModel(const std::string& name) {
 // An optional JSON object body (load, unload, index); an empty body is {}.
 StatusOr<json> OptionalObjectBody(const std::string& text) {
   if (text.empty()) return json::object();
-  json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded() || !body.is_object()) {
-    return InvalidArgumentError("the body must be empty or a JSON object");
-  }
+  auto body = kchain::ParseJsonInput(text, "body");
+  if (!body.ok()) return body.status();
+  if (!body->is_object()) return InvalidArgumentError("the body must be empty or a JSON object");
   return body;
 }
 

@@ -5,9 +5,13 @@
 #include <limits>
 
 #include "gateway/tensor_codec.h"
+#include "runtime/json_input.h"
 
 namespace kchain::gateway::v2 {
 namespace {
+
+// The request id is echoed in the response: bounded.
+constexpr size_t kMaxRequestIdBytes = 256;
 
 using nlohmann::json;
 
@@ -116,10 +120,15 @@ Status ParseInput(const json& input, std::string_view body, std::optional<size_t
   }
   const json& shape = input["shape"];
   if (!shape.is_array()) return InvalidArgumentError("inputs[0].shape must be an array");
-  for (const json& d : shape) {
+  if (shape.size() > 32) {
+    return InvalidArgumentError("inputs[0].shape has " + std::to_string(shape.size()) +
+                                " dimensions; at most 32 are allowed");
+  }
+  for (size_t i = 0; i < shape.size(); ++i) {
+    const json& d = shape[i];
     if (!d.is_number_integer()) {
-      return InvalidArgumentError("inputs[0].shape must be an array of integers, got " +
-                                  shape.dump());
+      return InvalidArgumentError("inputs[0].shape[" + std::to_string(i) +
+                                  "] must be an integer, got " + kchain::DescribeJsonValue(d));
     }
     request->shape.push_back(d.is_number_unsigned()
                                  ? static_cast<int64_t>(std::min<uint64_t>(
@@ -370,16 +379,15 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, std::optional<si
                                 std::to_string(*header_length) + " but the body has only " +
                                 std::to_string(body.size()) + " bytes");
   }
-  json header;
-  try {
-    header = json::parse(body.substr(0, header_length.value_or(body.size())));
-  } catch (const json::exception& e) {
+  auto parsed = kchain::ParseJsonInput(body.substr(0, header_length.value_or(body.size())), "JSON");
+  if (!parsed.ok()) {
     return InvalidArgumentError(std::string("the inference request's JSON is not valid") +
                                 (header_length ? " (Inference-Header-Content-Length: " +
                                                      std::to_string(*header_length) + ")"
                                                : "") +
-                                ": " + e.what());
+                                ": " + parsed.status().message());
   }
+  json header = std::move(*parsed);
   if (!header.is_object()) {
     return InvalidArgumentError("an inference request is a JSON object: {\"inputs\": [...]}");
   }
@@ -389,6 +397,11 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, std::optional<si
   if (header.contains("id")) {
     if (!header["id"].is_string()) return InvalidArgumentError("id must be a string");
     request.id = header["id"].get<std::string>();
+    if (request.id->size() > kMaxRequestIdBytes) {
+      return InvalidArgumentError("id is " + std::to_string(request.id->size()) +
+                                  " bytes long; at most " + std::to_string(kMaxRequestIdBytes) +
+                                  " are allowed");
+    }
   }
   bool binary_output = false;
   if (header.contains("parameters")) {

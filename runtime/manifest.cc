@@ -10,6 +10,8 @@
 #include <set>
 #include <sstream>
 
+#include "runtime/json_input.h"
+
 namespace kchain {
 namespace {
 
@@ -49,7 +51,7 @@ StatusOr<int> GetPositiveInt(const json& value, const std::string& where) {
   if (v < 1 || v > std::numeric_limits<int>::max()) {
     return Bad(where, "must be a positive integer (at most " +
                           std::to_string(std::numeric_limits<int>::max()) + "), got " +
-                          value.dump());
+                          DescribeJsonValue(value));
   }
   return static_cast<int>(v);
 }
@@ -120,9 +122,16 @@ StatusOr<Manifest> FromJson(const json& doc) {
   Manifest m;
   if (doc.contains("name")) {
     KCHAIN_ASSIGN_OR_RETURN(m.name, GetString(doc["name"], "name"));
+    if (m.name.size() > kMaxManifestNameBytes) {
+      return Bad("name", "is longer than " + std::to_string(kMaxManifestNameBytes) + " bytes");
+    }
   }
   if (doc.contains("description")) {
     KCHAIN_ASSIGN_OR_RETURN(m.description, GetString(doc["description"], "description"));
+    if (m.description.size() > kMaxDescriptionBytes) {
+      return Bad("description",
+                 "is longer than " + std::to_string(kMaxDescriptionBytes) + " bytes");
+    }
   }
 
   if (!doc.contains("chain")) return Bad("chain", "is required");
@@ -189,10 +198,14 @@ StatusOr<Manifest> FromJson(const json& doc) {
       }
       KCHAIN_ASSIGN_OR_RETURN(m.libraries[item.key()],
                               GetString(item.value(), "library." + item.key()));
+      if (m.libraries[item.key()].size() > kMaxPathBytes) {
+        return Bad("library." + item.key(), "is too long");
+      }
     }
   }
   if (doc.contains("constants")) {
     KCHAIN_ASSIGN_OR_RETURN(m.constants, GetString(doc["constants"], "constants"));
+    if (m.constants.size() > kMaxPathBytes) return Bad("constants", "is too long");
   }
   return m;
 }
@@ -200,12 +213,13 @@ StatusOr<Manifest> FromJson(const json& doc) {
 }  // namespace
 
 StatusOr<Manifest> ParseManifest(std::string_view json_text) {
-  json doc;
-  try {
-    doc = json::parse(json_text.begin(), json_text.end());
-  } catch (const json::parse_error& e) {
-    return InvalidArgumentError(std::string("manifest: not valid JSON: ") + e.what());
+  if (json_text.size() > kMaxManifestBytes) {
+    return InvalidArgumentError("manifest: " + std::to_string(json_text.size()) +
+                                " bytes, more than the limit of " +
+                                std::to_string(kMaxManifestBytes));
   }
+  // Bounded depth, no duplicate keys (a repeated key must not silently change a function).
+  KCHAIN_ASSIGN_OR_RETURN(json doc, ParseJsonInput(json_text, "manifest"));
   return FromJson(doc);
 }
 

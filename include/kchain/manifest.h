@@ -17,7 +17,8 @@
 //     "library": {"cuda": "libcnn_cuda.so", "host": "libcnn_host.so"},   optional, for tools
 //     "constants": "weights.bin"                   optional, for tools
 //   }
-// Unknown keys are rejected, so that a typo never silently changes a function.
+// Unknown keys and duplicate keys are rejected, so that a typo never silently changes a
+// function. The text is at most kMaxManifestBytes, nested at most 64 levels deep.
 //
 // Thread-safety: pure functions of their arguments.
 #ifndef KCHAIN_MANIFEST_H_
@@ -32,6 +33,12 @@
 #include "kchain/status.h"
 
 namespace kchain {
+
+// Bounds on what a manifest may hold (it is untrusted input).
+inline constexpr size_t kMaxManifestBytes = size_t{1} << 20;  // the JSON text
+inline constexpr size_t kMaxManifestNameBytes = 128;
+inline constexpr size_t kMaxDescriptionBytes = 4096;
+inline constexpr size_t kMaxPathBytes = 4096;  // library and constants file names
 
 struct Manifest {
   std::string name;

@@ -531,6 +531,41 @@ TEST(V2Api, BadInferenceRequestsGetTheirStatusAndAMessage) {
   EXPECT_EQ(Infer(*client, "cnn", {{"inputs", {good}}})->status, 200);
 }
 
+TEST(V2Api, DeeplyNestedJsonIsRefusedWithoutRecursion) {
+  // 100,000 levels used to overflow the stack when an error message printed the value.
+  TestGateway gw;
+  auto client = gw.Client();
+  const std::string manifest =
+      R"({"chain": [{"kernel": "copy_input_to_out", "grid": 1, "block": 1}],
+          "input": {"dtype": "bool", "shape": [4]}, "output": {"dtype": "bool", "shape": [4]}})";
+  ASSERT_EQ(DeployMultipart(*client, "flags", manifest, TestLibraryBytes(), "")->status, 201);
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::string in_shape = R"({"inputs": [{"name": "input", "datatype": "BOOL", "shape": )" +
+                               deep + R"(, "data": [true, false, true, false]}]})";
+  const std::string in_data =
+      R"({"inputs": [{"name": "input", "datatype": "BOOL", "shape": [4], "data": [)" + deep +
+      R"(, true, false, true]}]})";
+  const std::string shallow_bad_element =
+      R"({"inputs": [{"name": "input", "datatype": "BOOL", "shape": [4], "data": [[[[1]]], true, false, true]}]})";
+  for (const std::string& body : {in_shape, in_data}) {
+    auto res = client->Post("/v2/models/flags/infer", body, "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << res->body.substr(0, 200);
+    EXPECT_NE(V2Error(res).find("nested deeper than"), std::string::npos) << V2Error(res);
+  }
+  auto res = client->Post("/v2/models/flags/infer", shallow_bad_element, "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400) << res->body;
+  // The same request, well formed, runs.
+  auto good = client->Post(
+      "/v2/models/flags/infer",
+      R"({"inputs": [{"name": "input", "datatype": "BOOL", "shape": [4], "data": [true, false, true, false]}]})",
+      "application/json");
+  ASSERT_TRUE(good);
+  EXPECT_EQ(good->status, 200) << good->body;
+  EXPECT_EQ(client->Get("/v2/health/live")->status, 200);
+}
+
 TEST(V2Api, RoutesErrorsAndMethodsSpeakV2) {
   TestGateway gw;
   auto client = gw.Client();
