@@ -55,7 +55,8 @@ class InProcessExecutor final : public Executor {
                                                 const kchain::Manifest& manifest) override {
     auto version = std::make_shared<InProcessVersion>(stored.key, stored.record.version, manifest);
     KCHAIN_ASSIGN_OR_RETURN(auto library,
-                            kchain::Library::Open(stored.library_path, device_->kind()));
+                            kchain::Library::Open(stored.library_path, device_->kind(),
+                                                  kchain::LibraryOptions{.never_unload = true}));
     version->library_load_us =
         std::chrono::duration<double, std::micro>(library->load_duration()).count();
     const auto start = Clock::now();

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <span>
 #include <string>
@@ -17,6 +19,12 @@ namespace kchain::testing {
 // Path of a test kernel library built by tests/kernels (e.g. "test_kernels_host").
 inline std::string TestLibrary(const std::string& name) {
   return std::string(KCHAIN_TEST_KERNELS_DIR) + "/lib" + name + ".so";
+}
+
+// The bytes of a file (empty when it cannot be read).
+inline std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 // Path of a file in a built sample's folder (e.g. "vecadd", "manifest.json").

@@ -95,13 +95,40 @@ TEST(Library, EmptyFile) {
 }
 
 TEST(Library, TruncatedElfFile) {
-  // Starts like an ELF object, ends after 200 bytes.
+  // Starts like an ELF object, ends after 200 bytes: refused before dlopen maps it.
   std::ifstream in(TestLibrary("test_kernels_host"), std::ios::binary);
   std::vector<char> head(200);
   in.read(head.data(), head.size());
   const std::string path = TempDir() + "/libtruncated.so";
   std::ofstream(path, std::ios::binary).write(head.data(), head.size());
-  ExpectFailure(path, DeviceKind::kHost, StatusCode::kInvalidArgument, {"dlopen failed"});
+  ExpectFailure(path, DeviceKind::kHost, StatusCode::kInvalidArgument, {"truncated"});
+}
+
+TEST(Library, LibraryCutInHalfIsRefusedBeforeDlopen) {
+  // Half a library has all its headers but not the segments they point at: mapping it would
+  // end in SIGBUS at the first touch of a missing page.
+  const std::string whole = testing::ReadBytes(TestLibrary("test_kernels_host"));
+  ASSERT_GT(whole.size(), 1000u);
+  for (size_t cut : {whole.size() / 2, whole.size() - 1, size_t{64}, size_t{63}}) {
+    const std::string path = TempDir() + "/libcut_" + std::to_string(cut) + ".so";
+    std::ofstream(path, std::ios::binary).write(whole.data(), static_cast<std::streamsize>(cut));
+    ExpectFailure(path, DeviceKind::kHost, StatusCode::kInvalidArgument, {"truncated"});
+  }
+}
+
+TEST(Library, ElfForAnotherMachineOrTypeIsRefused) {
+  std::string bytes = testing::ReadBytes(TestLibrary("test_kernels_host"));
+  std::string other_machine = bytes;
+  other_machine[18] = 0x28;  // e_machine = EM_ARM (little-endian low byte)
+  other_machine[19] = 0;
+  const std::string a = TempDir() + "/libarm.so";
+  std::ofstream(a, std::ios::binary).write(other_machine.data(), other_machine.size());
+  ExpectFailure(a, DeviceKind::kHost, StatusCode::kInvalidArgument, {"ELF machine"});
+  std::string executable = bytes;
+  executable[16] = 2;  // e_type = ET_EXEC
+  const std::string b = TempDir() + "/libexec.so";
+  std::ofstream(b, std::ios::binary).write(executable.data(), executable.size());
+  ExpectFailure(b, DeviceKind::kHost, StatusCode::kInvalidArgument, {"not a shared object"});
 }
 
 TEST(Library, UnresolvedDependencySymbol) {
@@ -141,15 +168,34 @@ TEST(Library, WrongTarget) {
                 {"targets 'host'", "'cuda'"});
 }
 
-TEST(Library, SameLibraryServesManyLoads) {
+TEST(Library, EachLoadIsAnIndependentCopy) {
   auto a = Library::Open(TestLibrary("test_kernels_host"), DeviceKind::kHost);
   auto b = Library::Open(TestLibrary("test_kernels_host"), DeviceKind::kHost);
   ASSERT_TRUE(a.ok() && b.ok());
-  // dlopen reference-counts: both resolve to the same code.
-  EXPECT_EQ(*(*a)->Resolve("noop"), *(*b)->Resolve("noop"));
+  // Each load maps a private, sealed copy: two functions built from one file share no code
+  // pages and no globals, and a change to the file cannot reach loaded code.
+  EXPECT_NE(*(*a)->Resolve("noop"), *(*b)->Resolve("noop"));
   a->reset();
-  // Still loaded through b.
   EXPECT_TRUE((*b)->Resolve("noop").ok());
+  // Loads after an unload get fresh code, never a stale copy under a reused name.
+  for (int i = 0; i < 20; ++i) {
+    auto c = Library::Open(TestLibrary("test_kernels_host"), DeviceKind::kHost);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_TRUE((*c)->Resolve("noop").ok());
+  }
+}
+
+TEST(Library, OnlyFunctionsDefinedByTheLibraryAreKernels) {
+  auto lib = Library::Open(TestLibrary("test_kernels_host"), DeviceKind::kHost);
+  ASSERT_TRUE(lib.ok()) << lib.status();
+  // The C library's functions are reachable through dlsym on the handle (the library links
+  // it), and so are the module symbols, which are data: none of them is a kernel.
+  for (const char* name : {"abort", "exit", "system", "printf", "memcpy", "kchain_module_target",
+                           "kchain_module_abi_version", "_init", "_fini", "_end", "__bss_start"}) {
+    auto fn = (*lib)->Resolve(name);
+    EXPECT_EQ(fn.status().code(), StatusCode::kNotFound) << name;
+  }
+  EXPECT_TRUE((*lib)->Resolve("noop").ok());
 }
 
 TEST(Library, KernelNameValidation) {
