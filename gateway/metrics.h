@@ -47,7 +47,10 @@ struct FunctionMetrics {
   std::atomic<uint64_t> last_success_ms{0};      // Unix time of the latest success, ms
 
   void RecordFailure(StatusCode code) {
-    failure[static_cast<int>(code)].fetch_add(1, std::memory_order_relaxed);
+    // Bounded: a code from outside the enum (it never should be) counts as internal.
+    const int index = static_cast<int>(code);
+    failure[index > 0 && index < kStatusCodeCount ? index : kStatusCodeCount - 1].fetch_add(
+        1, std::memory_order_relaxed);
   }
 };
 

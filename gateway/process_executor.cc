@@ -45,11 +45,13 @@ class ProcessVersion final : public LoadedVersion {
  public:
   using LoadedVersion::LoadedVersion;
   ~ProcessVersion() override {
-    if (library_fd >= 0) ::close(library_fd);
-    if (constants_fd >= 0) ::close(constants_fd);
+    for (int fd : {library_fd, constants_fd, manifest_fd}) {
+      if (fd >= 0) ::close(fd);
+    }
   }
   int library_fd = -1;
   int constants_fd = -1;
+  int manifest_fd = -1;  // the canonical manifest in a sealed memory file: any size fits
   std::string library_path;
   std::string manifest_json;
 };
@@ -85,7 +87,8 @@ class ProcessInstance final : public ExecInstance {
   std::string StageName() const;
   // Consumes the socket copies of replies that were taken from the control page.
   void DrainStaleReplies();
-  Status Request(MessageType type, MessageType want, int timeout_ms);
+  // Sends `type` and waits for `want`, whose body is copied into `body`.
+  Status Request(MessageType type, MessageType want, void* body, size_t body_bytes, int timeout_ms);
 
   ProcessExecutor* executor_;
   std::unique_ptr<WorkerProcess> worker_;
@@ -142,6 +145,9 @@ class ProcessExecutor final : public Executor {
     auto version = std::make_shared<ProcessVersion>(stored.key, stored.record.version, manifest);
     version->library_path = stored.library_path;
     version->manifest_json = kchain::ManifestToJson(manifest);
+    auto manifest_fd = worker::SealedMemoryFile("kchain-manifest", version->manifest_json);
+    if (!manifest_fd.ok()) return manifest_fd.status();
+    version->manifest_fd = *manifest_fd;
     version->library_fd = ::open(stored.library_path.c_str(), O_RDONLY | O_CLOEXEC);
     if (version->library_fd < 0) {
       return InternalError("cannot open '" + stored.library_path + "': " + std::strerror(errno));
@@ -319,6 +325,30 @@ class ProcessExecutor final : public Executor {
     return worker;
   }
 
+  // What a worker's death while loading means. At a deploy's validation, a crash is the
+  // library's doing (its constructors ran); at a cold start the library was validated, so a
+  // crash is its code failing (502), and a worker killed from outside (SIGKILL: the OOM
+  // killer, an operator) or gone silent is the server's problem (503), never the client's.
+  static Status LoadDeathStatus(const ProcessVersion& version, const WorkerDeath& death,
+                                const Status& received, bool validating) {
+    const bool external = death.reason == "killed";
+    const std::string what = "kernel library '" + version.library_path + "'";
+    if (received.code() == StatusCode::kDeadlineExceeded) {
+      return UnavailableError("the worker loading " + what + " did not answer within " +
+                              std::to_string(kLoadTimeoutMs / 1000) + " s and was killed");
+    }
+    if (external) {
+      return UnavailableError("the worker loading " + what + " " + death.description +
+                              " (not the library's doing as far as the server can tell); retry");
+    }
+    if (validating) {
+      return InvalidArgumentError(what + " killed the worker while loading: it " +
+                                  death.description);
+    }
+    return KernelError(what + " killed the worker while loading for a cold start: it " +
+                       death.description + "; the worker is replaced");
+  }
+
   Status SendLoad(WorkerProcess& worker, const ProcessVersion& version, int shm_fd,
                   size_t shm_bytes, size_t output_offset, worker::LoadedBody* loaded) {
     worker::LoadBody body{};
@@ -330,29 +360,39 @@ class ProcessExecutor final : public Executor {
     body.input_offset = kPage;
     body.output_offset = output_offset;
     body.progress_offset = 0;
-    std::vector<int> fds = {version.library_fd};
+    body.manifest_bytes = static_cast<uint32_t>(version.manifest_json.size());
+    std::vector<int> fds = {version.library_fd, version.manifest_fd};
     if (version.constants_fd >= 0) fds.push_back(version.constants_fd);
     if (shm_fd >= 0) fds.push_back(shm_fd);
     worker::Channel& channel = worker.channel();
-    Status sent = channel.Send(MessageType::kLoad, &body, sizeof body, version.manifest_json, fds);
+    Status sent = channel.Send(MessageType::kLoad, &body, sizeof body, {}, fds);
     Status received = sent.ok() ? channel.Receive(kLoadTimeoutMs) : sent;
     if (!received.ok()) {
       worker.Kill();
       const WorkerDeath death = worker.Reap();
-      return InvalidArgumentError("kernel library '" + version.library_path +
-                                  "' killed the worker while loading: it " + death.description);
+      return LoadDeathStatus(version, death, received, /*validating=*/shm_fd < 0);
     }
-    if (channel.type() == MessageType::kError) {
-      const auto* error = channel.body<worker::ErrorBody>();
-      return Status(
-          static_cast<StatusCode>(error->status_code),
-          Relabel(std::string(channel.text(sizeof(worker::ErrorBody))), version.library_path));
+    worker::Reply reply =
+        worker::DecodeReply(channel, MessageType::kLoaded, loaded, sizeof *loaded);
+    switch (reply.kind) {
+      case worker::Reply::Kind::kExpected:
+        if (!(loaded->library_us >= 0) || !(loaded->constants_us >= 0) ||
+            !(loaded->create_us >= 0) || !(loaded->upload_us >= 0)) {
+          *loaded = {};
+        }
+        return Status();
+      case worker::Reply::Kind::kError:
+        return Status(reply.status.code(), Relabel(reply.status.message(), version.library_path));
+      case worker::Reply::Kind::kMalformed:
+        break;
     }
-    if (channel.type() != MessageType::kLoaded || channel.body<worker::LoadedBody>() == nullptr) {
-      return InternalError("unexpected reply from the worker to LOAD");
-    }
-    *loaded = *channel.body<worker::LoadedBody>();
-    return Status();
+    // A library can write to the worker's socket from its constructors: a forged or
+    // malformed reply is the library's doing, and the worker is not trusted again.
+    worker.Kill();
+    worker.Reap();
+    return InvalidArgumentError("kernel library '" + version.library_path +
+                                "' broke the worker protocol while loading (" +
+                                reply.status.message() + ")");
   }
 
   ProcessExecutorOptions options_;
@@ -408,6 +448,9 @@ std::string ProcessInstance::StageName() const {
 
 Status ProcessInstance::Died(const std::string& cause_override,
                              const std::string& reason_override) {
+  // A worker that broke the protocol may still run: it is never waited for, only ended.
+  // (A worker that already died keeps its own cause: SIGKILL does nothing to a zombie.)
+  worker_->Kill();
   const WorkerDeath death = worker_->Reap();
   broken_ = true;
   const std::string reason = reason_override.empty() ? death.reason : reason_override;
@@ -442,24 +485,27 @@ Status ProcessInstance::Run(size_t input_bytes, kchain::RunTimings* timings) {
 
   const auto& options = executor_->options();
   const auto started = Clock::now();
-  const worker::RanBody* ran = nullptr;
-  std::string_view message;
+  // The reply, copied out of the control page or the socket before anything in it is
+  // believed: the worker may rewrite shared memory at any moment.
+  worker::RanBody ran{};
+  bool replied = false;
   // Short runs: spin on the control page.
   const auto* reply_sequence =
       reinterpret_cast<const std::atomic<uint64_t>*>(shm_ + worker::kControlReplySequenceOffset);
   const auto spin_until = started + options.reply_spin;
   while (true) {
     if (reply_sequence->load(std::memory_order_acquire) == sequence_) {
-      ran = reinterpret_cast<const worker::RanBody*>(shm_ + worker::kControlReplyOffset);
-      message = reinterpret_cast<const char*>(shm_ + worker::kControlMessageOffset);
+      std::memcpy(&ran, shm_ + worker::kControlReplyOffset, sizeof ran);
       ++stale_replies_;
+      replied = true;
       break;
     }
     if (Clock::now() >= spin_until) break;
-    __builtin_ia32_pause();
+    worker::CpuRelax();
   }
 
-  if (ran == nullptr) {
+  std::string socket_text;  // the error message, when the reply came by socket
+  if (!replied) {
     // Longer runs: sleep on the socket, watching the worker's memory every 20 ms.
     const auto deadline = started + options.run_timeout;
     const uint64_t rss_limit =
@@ -473,9 +519,9 @@ Status ProcessInstance::Run(size_t input_bytes, kchain::RunTimings* timings) {
       Status received =
           channel.Receive(static_cast<int>(std::clamp<int64_t>(left.count(), 0, slice_ms)));
       if (received.ok()) {
-        const auto* reply = channel.body<worker::RanBody>();
-        if (channel.type() == MessageType::kRan && reply != nullptr &&
-            reply->sequence < sequence_ && stale_replies_ > 0) {
+        worker::RanBody copy{};
+        if (channel.type() == MessageType::kRan && channel.CopyBody(&copy) &&
+            copy.sequence < sequence_ && stale_replies_ > 0) {
           --stale_replies_;  // an older run's copy
           continue;
         }
@@ -502,35 +548,49 @@ Status ProcessInstance::Run(size_t input_bytes, kchain::RunTimings* timings) {
       }
       slice_ms = 20;
     }
-    if (channel.type() == MessageType::kError) {
-      const auto* error = channel.body<worker::ErrorBody>();
-      if (error->broken) broken_ = true;
-      return Status(static_cast<StatusCode>(error->status_code),
-                    std::string(channel.text(sizeof(worker::ErrorBody))));
-    }
-    ran = channel.body<worker::RanBody>();
-    if (channel.type() != MessageType::kRan || ran == nullptr || ran->sequence != sequence_) {
+    worker::Reply reply = worker::DecodeReply(channel, MessageType::kRan, &ran, sizeof ran);
+    if (reply.kind == worker::Reply::Kind::kError) {
+      // An error in reply to RUN is not in the protocol for a loaded worker, except that a
+      // broken device context may be reported this way: either way, the worker is done.
       worker_->Kill();
-      return Died("its worker replied out of turn", "protocol");
+      return Died("its worker reported instead of running: " + reply.status.message(), "protocol");
     }
-    message = channel.text(sizeof(worker::RanBody));
+    if (reply.kind == worker::Reply::Kind::kMalformed || ran.sequence != sequence_) {
+      worker_->Kill();
+      return Died("its worker replied out of turn (" +
+                      (reply.kind == worker::Reply::Kind::kMalformed
+                           ? reply.status.message()
+                           : "sequence " + std::to_string(ran.sequence) + ", expected " +
+                                 std::to_string(sequence_)) +
+                      ")",
+                  "protocol");
+    }
+    socket_text = std::move(reply.text);
+  }
+  if (Status valid = worker::CheckRan(ran); !valid.ok() || ran.sequence != sequence_) {
+    worker_->Kill();
+    return Died("its worker's reply was malformed (" +
+                    (valid.ok() ? std::string("wrong sequence number") : valid.message()) + ")",
+                "protocol");
   }
 
-  mode_ = static_cast<kchain::ExecMode>(ran->mode);
+  mode_ = static_cast<kchain::ExecMode>(ran.mode);
   if (timings != nullptr) {
     timings->mode = mode_;
-    timings->stages_timed = ran->stages_timed != 0;
-    timings->input_copy_us = ran->input_copy_us;
-    timings->chain_us = ran->chain_us;
-    timings->output_copy_us = ran->output_copy_us;
-    timings->total_us = ran->total_us;
+    timings->stages_timed = ran.stages_timed != 0;
+    timings->input_copy_us = ran.input_copy_us;
+    timings->chain_us = ran.chain_us;
+    timings->output_copy_us = ran.output_copy_us;
+    timings->total_us = ran.total_us;
   }
-  if (ran->status_code == 0) return Status();
+  if (ran.status_code == 0) return Status();
+  // The message (error path only): from the control page, within its bounds, or the socket.
+  std::string message = replied ? worker::ControlPageText(shm_) : std::move(socket_text);
   // The worker knows its library as /proc/self/fd/N; say which stored library it is.
   Status status(
-      static_cast<StatusCode>(ran->status_code),
-      Relabel(std::string(message), static_cast<const ProcessVersion&>(*version_).library_path));
-  if (ran->broken) {
+      worker::WorkerErrorCode(ran.status_code),
+      Relabel(std::move(message), static_cast<const ProcessVersion&>(*version_).library_path));
+  if (ran.broken) {
     // The device context in the worker is gone; the worker exits. Only this worker, though.
     status = Status(status.code(), status.message() +
                                        " (only this worker's device context was lost: the "
@@ -543,12 +603,18 @@ Status ProcessInstance::Run(size_t input_bytes, kchain::RunTimings* timings) {
   return status;
 }
 
-Status ProcessInstance::Request(MessageType type, MessageType want, int timeout_ms) {
+Status ProcessInstance::Request(MessageType type, MessageType want, void* body, size_t body_bytes,
+                                int timeout_ms) {
   worker::Channel& channel = worker_->channel();
   DrainStaleReplies();
-  if (!channel.Send(type, nullptr, 0).ok()) return Died();
+  if (!channel.Send(type, nullptr, 0).ok()) {
+    worker_->Kill();
+    return Died();
+  }
   Status received = channel.Receive(timeout_ms);
-  while (received.ok() && channel.type() == MessageType::kRan && stale_replies_ > 0) {
+  worker::RanBody late{};
+  while (received.ok() && channel.type() == MessageType::kRan && stale_replies_ > 0 &&
+         channel.CopyBody(&late) && late.sequence <= sequence_) {
     --stale_replies_;  // a run's copy that arrived late
     received = channel.Receive(timeout_ms);
   }
@@ -556,23 +622,29 @@ Status ProcessInstance::Request(MessageType type, MessageType want, int timeout_
     worker_->Kill();
     return Died();
   }
-  if (channel.type() == MessageType::kError) {
-    const auto* error = channel.body<worker::ErrorBody>();
-    if (error->broken) broken_ = true;
-    return Status(static_cast<StatusCode>(error->status_code),
-                  std::string(channel.text(sizeof(worker::ErrorBody))));
+  worker::Reply reply = worker::DecodeReply(channel, want, body, body_bytes);
+  switch (reply.kind) {
+    case worker::Reply::Kind::kExpected:
+      return Status();
+    case worker::Reply::Kind::kError:
+      if (reply.broken) {
+        broken_ = true;
+        worker_->Kill();
+        worker_->Reap();
+      }
+      return reply.status;
+    case worker::Reply::Kind::kMalformed:
+      break;
   }
-  if (channel.type() != want) {
-    worker_->Kill();
-    return Died("its worker replied out of turn", "protocol");
-  }
-  return Status();
+  worker_->Kill();
+  return Died("its worker replied out of turn (" + reply.status.message() + ")", "protocol");
 }
 
 Status ProcessInstance::Park() {
   if (broken_) return UnavailableError("this instance's worker is gone");
   if (!resident_) return Status();
-  KCHAIN_RETURN_IF_ERROR(Request(MessageType::kPark, MessageType::kParked, kLoadTimeoutMs));
+  KCHAIN_RETURN_IF_ERROR(
+      Request(MessageType::kPark, MessageType::kParked, nullptr, 0, kLoadTimeoutMs));
   resident_ = false;
   executor_->ResidentChange(-static_cast<int64_t>(version_->instance_device_bytes()));
   return Status();
@@ -581,11 +653,12 @@ Status ProcessInstance::Park() {
 Status ProcessInstance::Wake(StartTimings* timings) {
   if (broken_) return UnavailableError("this instance's worker is gone");
   if (resident_) return Status();
-  KCHAIN_RETURN_IF_ERROR(Request(MessageType::kWake, MessageType::kWoken, kLoadTimeoutMs));
-  const auto* woken = worker_->channel().body<worker::WokenBody>();
-  if (woken != nullptr) {
-    timings->create_us = woken->create_us;
-    timings->constants_us = woken->upload_us;
+  worker::WokenBody woken{};
+  KCHAIN_RETURN_IF_ERROR(
+      Request(MessageType::kWake, MessageType::kWoken, &woken, sizeof woken, kLoadTimeoutMs));
+  if (woken.create_us >= 0 && woken.upload_us >= 0) {
+    timings->create_us = woken.create_us;
+    timings->constants_us = woken.upload_us;
   }
   resident_ = true;
   executor_->ResidentChange(static_cast<int64_t>(version_->instance_device_bytes()));

@@ -67,7 +67,7 @@ StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Spawn(const WorkerLaunch
 
   int fds[2];
   KCHAIN_RETURN_IF_ERROR(worker::MakeSocketPair(fds));
-  worker->channel_ = std::make_unique<worker::Channel>(fds[0]);
+  worker->channel_ = std::make_unique<worker::Channel>(fds[0], /*never_block_on_send=*/true);
   // The child's end must not already be fd 3, or dup2 would keep its close-on-exec flag.
   int child_end = fds[1];
   if (child_end == worker::kWorkerSocketFd) {
@@ -106,6 +106,13 @@ StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Spawn(const WorkerLaunch
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, child_end, worker::kWorkerSocketFd);
+  // Tenant code must not write into the gateway's log: the worker's output goes to a file in
+  // its own folder (RLIMIT_FSIZE bounds it; it goes with the folder).
+  const std::string log_path = worker->workdir_ + "/output.log";
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0600);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
   // Nothing else of the gateway's (listening socket, connections, files) reaches the worker.
   posix_spawn_file_actions_addclosefrom_np(&actions, worker::kWorkerSocketFd + 1);
   posix_spawnattr_t attr;
@@ -132,20 +139,20 @@ StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Spawn(const WorkerLaunch
   worker->pid_ = pid;
 
   Status received = worker->channel_->Receive(launch.ready_timeout_ms);
-  if (!received.ok() || worker->channel_->type() != worker::MessageType::kReady) {
-    std::string why = received.ok() ? "" : received.message();
-    if (received.ok() && worker->channel_->type() == worker::MessageType::kError) {
-      why = std::string(worker->channel_->text(sizeof(worker::ErrorBody)));
-    }
+  worker::Reply reply;
+  if (received.ok()) {
+    reply = worker::DecodeReply(*worker->channel_, worker::MessageType::kReady, &worker->ready_,
+                                sizeof worker->ready_);
+  }
+  Status ready = !received.ok() ? received
+                 : reply.kind == worker::Reply::Kind::kExpected
+                     ? worker::CheckReady(&worker->ready_)
+                     : reply.status;
+  if (!ready.ok()) {
     worker->Kill();
     const WorkerDeath death = worker->Reap();
-    return UnavailableError("the worker did not start: " + why + " (it " + death.description + ")");
-  }
-  worker->ready_ = *worker->channel_->body<worker::ReadyBody>();
-  if (worker->ready_.protocol_version != worker::kProtocolVersion) {
-    return UnavailableError("the worker speaks protocol " +
-                            std::to_string(worker->ready_.protocol_version) + ", expected " +
-                            std::to_string(worker::kProtocolVersion) + " (mismatched binaries)");
+    return UnavailableError("the worker did not start: " + ready.message() + " (it " +
+                            death.description + ")");
   }
   worker->spawn_us_ = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
   return worker;

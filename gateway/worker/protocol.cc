@@ -1,7 +1,10 @@
 #include "gateway/worker/protocol.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,7 +16,8 @@ namespace {
 constexpr size_t kMaxFds = 4;
 }
 
-Channel::Channel(int fd) : fd_(fd), buffer_(kMaxMessageBytes) {}
+Channel::Channel(int fd, bool never_block_on_send)
+    : fd_(fd), never_block_on_send_(never_block_on_send), buffer_(kMaxMessageBytes) {}
 
 Channel::~Channel() {
   if (fd_ >= 0) ::close(fd_);
@@ -43,9 +47,13 @@ Status Channel::Send(MessageType type, const void* body, size_t body_bytes, std:
     std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
   }
   while (true) {
-    const ssize_t sent = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    const ssize_t sent =
+        ::sendmsg(fd_, &msg, MSG_NOSIGNAL | (never_block_on_send_ ? MSG_DONTWAIT : 0));
     if (sent >= 0) return Status();
     if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return UnavailableError("the worker does not read its socket (its queue is full)");
+    }
     if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN) {
       return UnavailableError("the worker's socket is closed");
     }
@@ -122,6 +130,144 @@ std::string_view Channel::text(size_t body_bytes) const {
   const size_t start = sizeof(Header) + body_bytes;
   if (received_ <= start) return {};
   return {reinterpret_cast<const char*>(buffer_.data() + start), received_ - start};
+}
+
+std::string CleanWorkerText(std::string_view raw) {
+  raw = raw.substr(0, kMaxWorkerTextBytes);
+  if (const size_t nul = raw.find('\0'); nul != std::string_view::npos) raw = raw.substr(0, nul);
+  std::string out(raw);
+  for (char& c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\n' && c != '\t') || u == 0x7f) c = '?';
+  }
+  return out;
+}
+
+StatusCode WorkerErrorCode(uint32_t raw) {
+  if (raw == 0 || raw > static_cast<uint32_t>(StatusCode::kInternal)) return StatusCode::kInternal;
+  return static_cast<StatusCode>(raw);
+}
+
+Reply DecodeReply(const Channel& channel, MessageType expected, void* body, size_t body_bytes) {
+  Reply reply;
+  const size_t got = channel.body_bytes();
+  if (channel.type() == MessageType::kError) {
+    ErrorBody error{};
+    if (!channel.CopyBody(&error) || error.broken > 1) {
+      reply.status = InternalError("malformed error message from the worker");
+      return reply;
+    }
+    std::string text = CleanWorkerText(channel.text(sizeof(ErrorBody)));
+    if (error.status_code > static_cast<uint32_t>(StatusCode::kInternal) ||
+        error.status_code == 0) {
+      text = "(the worker reported an unknown status code " + std::to_string(error.status_code) +
+             ") " + text;
+    }
+    reply.kind = Reply::Kind::kError;
+    reply.status = Status(WorkerErrorCode(error.status_code), std::move(text));
+    reply.broken = error.broken != 0;
+    return reply;
+  }
+  if (channel.type() != expected) {
+    reply.status = InternalError(
+        "the worker sent message type " + std::to_string(static_cast<uint32_t>(channel.type())) +
+        " where type " + std::to_string(static_cast<uint32_t>(expected)) + " was expected");
+    return reply;
+  }
+  if (got < body_bytes) {
+    reply.status = InternalError("the worker sent a message of type " +
+                                 std::to_string(static_cast<uint32_t>(expected)) + " with " +
+                                 std::to_string(got) + " bytes, fewer than its body's " +
+                                 std::to_string(body_bytes));
+    return reply;
+  }
+  if (body_bytes != 0) std::memcpy(body, channel.text(0).data(), body_bytes);
+  reply.kind = Reply::Kind::kExpected;
+  reply.text = CleanWorkerText(channel.text(body_bytes));
+  return reply;
+}
+
+Status CheckRan(const RanBody& ran) {
+  if (ran.status_code > static_cast<uint32_t>(StatusCode::kInternal)) {
+    return InternalError("the worker reported status code " + std::to_string(ran.status_code));
+  }
+  if (ran.mode > 1 || ran.stages_timed > 1 || ran.broken > 1) {
+    return InternalError("the worker's reply has flags out of range");
+  }
+  for (double t : {ran.input_copy_us, ran.chain_us, ran.output_copy_us, ran.total_us}) {
+    // Within a day in microseconds; NaN fails both comparisons.
+    if (!(t >= 0 && t <= 86400e6)) return InternalError("the worker's reply has a bad timing");
+  }
+  return Status();
+}
+
+std::string ControlPageText(const std::byte* page) {
+  constexpr size_t kRoom = kControlPageBytes - kControlMessageOffset;
+  char copy[kRoom];
+  std::memcpy(copy, page + kControlMessageOffset, kRoom);  // once: the worker may rewrite it
+  return CleanWorkerText(std::string_view(copy, kRoom));
+}
+
+Status CheckReady(ReadyBody* ready) {
+  if (ready->protocol_version != kProtocolVersion) {
+    return UnavailableError("the worker speaks protocol " +
+                            std::to_string(ready->protocol_version) + ", expected " +
+                            std::to_string(kProtocolVersion) + " (mismatched binaries)");
+  }
+  ready->device_name[sizeof ready->device_name - 1] = '\0';
+  ready->sandbox_notes[sizeof ready->sandbox_notes - 1] = '\0';
+  if (ready->device_kind > 1 || ready->max_threads_per_block < 1 || ready->max_grid_size < 1 ||
+      !(ready->init_us >= 0)) {
+    return UnavailableError("the worker's READY message is malformed");
+  }
+  return Status();
+}
+
+StatusOr<int> SealedMemoryFile(const char* name, std::string_view bytes) {
+  const int fd = ::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return InternalError(std::string("memfd_create: ") + std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      return err == ENOSPC || err == ENOMEM || err == EFBIG
+                 ? ResourceExhaustedError(std::string("writing a memory file: ") +
+                                          std::strerror(err))
+                 : InternalError(std::string("writing a memory file: ") + std::strerror(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return InternalError(std::string("sealing a memory file: ") + std::strerror(err));
+  }
+  return fd;
+}
+
+StatusOr<std::string> ReadWholeFd(int fd, size_t limit, std::string_view what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return InternalError("reading " + std::string(what) + ": " + std::strerror(errno));
+  }
+  if (st.st_size < 0 || static_cast<uint64_t>(st.st_size) > limit) {
+    return InvalidArgumentError(std::string(what) + " is " + std::to_string(st.st_size) +
+                                " bytes, more than " + std::to_string(limit));
+  }
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return InternalError("reading " + std::string(what) + ": " + std::strerror(errno));
+    if (n == 0) break;  // shorter than it said: take what is there
+    done += static_cast<size_t>(n);
+  }
+  out.resize(done);
+  return out;
 }
 
 Status MakeSocketPair(int fds[2]) {

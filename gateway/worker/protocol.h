@@ -15,7 +15,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -23,7 +25,7 @@
 
 namespace kchain::worker {
 
-inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kProtocolVersion = 2;
 // The worker's end of the socket pair.
 inline constexpr int kWorkerSocketFd = 3;
 // Largest message: header, body and trailing text (error messages are cut to fit).
@@ -31,7 +33,7 @@ inline constexpr size_t kMaxMessageBytes = 64 * 1024;
 
 enum class MessageType : uint32_t {
   kReady = 1,  // worker -> gateway, once, after start-up: ReadyBody
-  kLoad,       // gateway -> worker: LoadBody + manifest JSON; fds: library[, constants][, shm]
+  kLoad,       // gateway -> worker: LoadBody; fds: library, manifest[, constants][, shm]
   kLoaded,     // worker -> gateway: LoadedBody
   kRun,        // gateway -> worker: RunBody
   kRan,        // worker -> gateway: RanBody [+ error message]
@@ -78,12 +80,13 @@ struct LoadBody {
   uint32_t stage_timing_period;
   uint32_t graph_disabled;
   uint32_t request_spin_us;  // how long to spin on the control page for the next run
-  uint32_t reserved;
+  uint32_t manifest_bytes;   // length of the manifest in its memory file
   uint64_t shm_bytes;        // size of the shared memory (create_instance only)
   uint64_t input_offset;     // where the input staging starts in it
   uint64_t output_offset;    // where the output staging starts in it
   uint64_t progress_offset;  // a uint32 the worker sets to the running stage + 1
-  // Followed by the canonical manifest JSON.
+  // The canonical manifest JSON travels in a sealed memory file (an fd), so that manifests of
+  // any valid size reach the worker whole.
 };
 
 struct LoadedBody {
@@ -145,10 +148,70 @@ struct ErrorBody {
   // Followed by the message.
 };
 
+// A hint to the processor inside a spin loop (x86 PAUSE, Arm YIELD), so that a spinning
+// thread yields its core's resources to its sibling.
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+  asm volatile("yield");
+#endif
+}
+
+// --- Decoding what a worker sends ---
+//
+// A worker runs tenant code, so everything it writes (socket messages and the control page
+// alike) is hostile input to the gateway. The decoders below are the only way the gateway
+// reads it: they check every size, type, code and flag, copy bodies out before checking them
+// (a worker may rewrite shared memory at any moment), and bound and clean every string.
+
+// Longest worker-supplied text the gateway keeps (an error message, say).
+inline constexpr size_t kMaxWorkerTextBytes = 2048;
+
+// `raw` cut to kMaxWorkerTextBytes (at a NUL, if there is one earlier), with control
+// characters other than tab and newline replaced by '?'. Invalid UTF-8 is left for the JSON
+// encoder, which replaces it.
+std::string CleanWorkerText(std::string_view raw);
+
+// A status code a worker reported: a known error code, else kInternal. Never kOk.
+StatusCode WorkerErrorCode(uint32_t raw);
+
+// What a reply was, once checked.
+struct Reply {
+  enum class Kind {
+    kExpected,   // the awaited type with a whole body (copied to the caller's struct)
+    kError,      // the worker reported an error: `status`, `broken`
+    kMalformed,  // anything else: `status` says what was wrong (a protocol violation)
+  };
+  Kind kind = Kind::kMalformed;
+  Status status;        // kError: the worker's error (code checked, text cleaned)
+  bool broken = false;  // kError: the worker's device context is gone; it exits
+  std::string text;     // kExpected: the cleaned text after the body, if any
+};
+
+class Channel;
+
+// Decodes the last message received on `channel`, expecting `expected` with a body of
+// exactly `body_bytes` bytes (optionally followed by text), copied into `body`.
+Reply DecodeReply(const Channel& channel, MessageType expected, void* body, size_t body_bytes);
+
+// Checks a RanBody (copied out of the control page or a message): its codes and flags are
+// in range and its timings finite and non-negative. kInternal naming the bad field.
+Status CheckRan(const RanBody& ran);
+
+// The NUL-terminated message on an instance's control page, read within the page's bounds
+// and cleaned. `page` is the start of the shared memory.
+std::string ControlPageText(const std::byte* page);
+
+// Checks a ReadyBody: protocol version, device kind, limits, NUL-terminated strings (forced).
+Status CheckReady(ReadyBody* ready);
+
 // One end of the socket pair, with a receive buffer allocated once.
 class Channel {
  public:
-  explicit Channel(int fd);
+  // `never_block_on_send`: sends fail with kUnavailable instead of waiting when the peer's
+  // queue is full (the gateway's side: a worker that stops reading must not stall a thread).
+  explicit Channel(int fd, bool never_block_on_send = false);
   ~Channel();
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
@@ -169,23 +232,35 @@ class Channel {
   Status Receive(int timeout_ms, std::vector<int>* fds = nullptr);
 
   MessageType type() const { return static_cast<MessageType>(header().type); }
-  // The fixed body of the last message, when it has at least sizeof(T) bytes.
+  // Copies the fixed body of the last message into `out` when it has at least sizeof(T)
+  // bytes; false otherwise (and `out` is left alone).
   template <typename T>
-  const T* body() const {
-    return received_ >= sizeof(Header) + sizeof(T)
-               ? reinterpret_cast<const T*>(buffer_.data() + sizeof(Header))
-               : nullptr;
+  bool CopyBody(T* out) const {
+    if (received_ < sizeof(Header) + sizeof(T)) return false;
+    std::memcpy(out, buffer_.data() + sizeof(Header), sizeof(T));
+    return true;
   }
-  // The text after a body of `body_bytes`.
+  // Bytes after the header in the last message.
+  size_t body_bytes() const { return received_ < sizeof(Header) ? 0 : received_ - sizeof(Header); }
+  // The text after a body of `body_bytes` (raw: clean it before use).
   std::string_view text(size_t body_bytes) const;
 
  private:
   const Header& header() const { return *reinterpret_cast<const Header*>(buffer_.data()); }
 
   int fd_;
+  bool never_block_on_send_;
   std::vector<std::byte> buffer_;  // kMaxMessageBytes, allocated once
   size_t received_ = 0;
 };
+
+// A memory file (memfd, close-on-exec) holding `bytes`, sealed against any change, so that
+// the process it is passed to can read but never alter it. Returns the fd; the caller owns it.
+StatusOr<int> SealedMemoryFile(const char* name, std::string_view bytes);
+
+// Reads at most `limit` bytes of `fd` from offset 0; kInvalidArgument when it holds more,
+// naming `what`.
+StatusOr<std::string> ReadWholeFd(int fd, size_t limit, std::string_view what);
 
 // A connected SOCK_SEQPACKET pair, both ends close-on-exec.
 Status MakeSocketPair(int fds[2]);

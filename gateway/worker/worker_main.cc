@@ -45,40 +45,6 @@ uint64_t ResidentBytes() {
   return pages_resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-StatusOr<std::string> ReadFd(int fd) {
-  std::string out;
-  char buf[1 << 16];
-  off_t at = 0;
-  while (true) {
-    const ssize_t n = ::pread(fd, buf, sizeof buf, at);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return InternalError(std::string("reading constants: ") + std::strerror(errno));
-    }
-    if (n == 0) return out;
-    out.append(buf, static_cast<size_t>(n));
-    at += n;
-  }
-}
-
-// A memory file holding `bytes`, sealed against any change.
-StatusOr<int> SealedMemoryFile(const std::string& bytes) {
-  const int fd = ::memfd_create("kernel.so", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) return InternalError(std::string("memfd_create: ") + std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      return InternalError(std::string("writing the library copy: ") + std::strerror(errno));
-    }
-    done += static_cast<size_t>(n);
-  }
-  ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
-  return fd;
-}
-
 struct Options {
   std::string device = "auto";
   int ordinal = 0;
@@ -133,11 +99,12 @@ class Worker {
           handled = HandleLoad(fds);
           break;
         case MessageType::kRun: {
-          const RunBody* body = channel_.body<RunBody>();
-          if (body == nullptr || instance_ == nullptr) {
-            handled = SendError(body == nullptr ? InternalError("malformed RUN") : NoInstance());
-          } else if (body->sequence > handled_sequence_) {
-            handled = HandleRun(body->sequence, body->input_bytes);
+          RunBody body{};
+          if (!channel_.CopyBody(&body) || instance_ == nullptr) {
+            handled =
+                SendError(instance_ != nullptr ? InternalError("malformed RUN") : NoInstance());
+          } else if (body.sequence > handled_sequence_) {
+            handled = HandleRun(body.sequence, body.input_bytes);
           }  // else: the socket copy of a run already taken from the control page
           break;
         }
@@ -188,7 +155,7 @@ class Worker {
         spinning.store(1, std::memory_order_seq_cst);
         continue;
       }
-      __builtin_ia32_pause();
+      CpuRelax();
     }
     spinning.store(0, std::memory_order_seq_cst);
     return Status();
@@ -231,30 +198,30 @@ class Worker {
     return channel_.Send(ok_type, nullptr, 0);
   }
 
-  // LOAD: fds are [library, constants if any, shared memory if an instance is wanted].
+  // LOAD: fds are [library, manifest, constants if any, shared memory if an instance is
+  // wanted].
   Status HandleLoad(std::vector<int>& fds) {
-    const LoadBody* body = channel_.body<LoadBody>();
-    if (body == nullptr || function_ != nullptr) {
-      return SendError(InternalError(body == nullptr ? "malformed LOAD" : "already loaded"));
+    LoadBody load{};
+    if (!channel_.CopyBody(&load) || function_ != nullptr) {
+      return SendError(InternalError(function_ == nullptr ? "malformed LOAD" : "already loaded"));
     }
-    const size_t wanted = 1 + (body->has_constants ? 1 : 0) + (body->create_instance ? 1 : 0);
+    const LoadBody* body = &load;
+    const size_t wanted = 2 + (body->has_constants ? 1 : 0) + (body->create_instance ? 1 : 0);
     if (fds.size() != wanted) return SendError(InternalError("LOAD came with the wrong fds"));
     const int shm_fd = body->create_instance ? fds.back() : -1;
     LoadedBody loaded{};
-    auto manifest = ParseManifest(channel_.text(sizeof(LoadBody)));
+    auto manifest_text = ReadWholeFd(fds[1], kMaxManifestBytes, "the manifest");
+    if (!manifest_text.ok()) return SendError(manifest_text.status());
+    auto manifest = ParseManifest(*manifest_text);
     if (!manifest.ok()) return SendError(manifest.status());
 
     // The library arrives as an fd the gateway opened read-only (this process never needs,
-    // nor may read, the gateway's data directory). Its bytes are copied into a sealed memory
-    // file of this process's own, and loaded from there: reopening the fd by its /proc path
+    // nor may read, the gateway's data directory). The loader copies its bytes into a sealed
+    // memory file of this process's own and loads that: reopening the fd by its /proc path
     // would check the stored file's permissions again, which an unprivileged worker fails.
-    auto bytes = ReadFd(fds[0]);
-    if (!bytes.ok()) return SendError(bytes.status());
-    auto sealed = SealedMemoryFile(*bytes);
-    if (!sealed.ok()) return SendError(sealed.status());
-    fds.push_back(*sealed);  // closed with the others after the load
-    const std::string library_path = "/proc/self/fd/" + std::to_string(*sealed);
-    auto library = Library::Open(library_path, device_->kind());
+    // Messages name it /proc/self/fd/N; the gateway puts the stored path in its place.
+    auto library =
+        Library::OpenFd(fds[0], "/proc/self/fd/" + std::to_string(fds[0]), device_->kind());
     if (!library.ok()) return SendError(library.status());
     loaded.library_us =
         std::chrono::duration<double, std::micro>((*library)->load_duration()).count();
@@ -262,7 +229,7 @@ class Worker {
     const auto constants_start = Clock::now();
     std::string constants;
     if (body->has_constants) {
-      auto read = ReadFd(fds[1]);
+      auto read = ReadWholeFd(fds[2], manifest->spec.constant_bytes, "the constants");
       if (!read.ok()) return SendError(read.status());
       constants = std::move(*read);
     }

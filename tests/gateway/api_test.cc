@@ -143,6 +143,32 @@ TEST(GatewayApi, DeployAndInvokeVecaddOverBinaryAndJson) {
   }
 }
 
+TEST(GatewayApi, ManifestsOfAnyValidSizeDeployAndRun) {
+  // 4,001 stages and a 4 KiB description: about 150 KB of manifest, far more than one worker
+  // control message holds (it travels in a memory file).
+  TestGateway gw;
+  auto client = gw.Client();
+  json chain = json::array();
+  for (int i = 0; i < 4000; ++i) chain.push_back({{"kernel", "noop"}, {"grid", 1}, {"block", 1}});
+  chain.push_back({{"kernel", "copy_input_to_out"}, {"grid", 1}, {"block", 1}});
+  // The limit is 4096 stages.
+  json manifest = {{"description", std::string(4096, 'd')},
+                   {"chain", chain},
+                   {"input", {{"dtype", "float32"}, {"shape", {4}}}},
+                   {"output", {{"dtype", "float32"}, {"shape", {4}}}}};
+  ASSERT_GT(manifest.dump().size(), 150000u);
+  auto deployed = DeployMultipart(*client, "long", manifest.dump(), TestLibraryBytes(), "");
+  ASSERT_TRUE(deployed);
+  ASSERT_EQ(deployed->status, 201) << deployed->body.substr(0, 400);
+  const std::vector<float> in = {1, 2, 3, 4};
+  auto res = InvokeBinary(*client, "long", BytesOf(in));
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body.substr(0, 400);
+  EXPECT_EQ(VectorOf<float>(res->body), in);
+  auto described = json::parse(client->Get("/v1/functions/long")->body);
+  EXPECT_EQ(described["manifest"]["chain"].size(), 4001u);
+}
+
 TEST(GatewayApi, ListDescribeAndDelete) {
   TestGateway gw;
   auto client = gw.Client();

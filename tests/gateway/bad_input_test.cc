@@ -34,6 +34,18 @@ std::string IntManifest() {
              "output": {"dtype": "int32", "shape": [8]}})";
 }
 
+// One stage running `kernel` of the host test library over 4 float32 values.
+std::string KernelManifest(const std::string& kernel) {
+  return R"({"chain": [{"kernel": ")" + kernel + R"(", "grid": 1, "block": 1}],
+             "input": {"dtype": "float32", "shape": [4]}, "output": {"dtype": "float32", "shape": [4]}})";
+}
+// One element of `dtype` in, copied out.
+std::string ScalarManifest(const std::string& dtype) {
+  return R"({"chain": [{"kernel": "copy_input_to_out", "grid": 1, "block": 1}],
+             "input": {"dtype": ")" +
+         dtype + R"(", "shape": [1]}, "output": {"dtype": ")" + dtype + R"(", "shape": [1]}})";
+}
+
 httplib::Result Raw(httplib::Client& c, const char* method, const std::string& path,
                     const std::string& body, const std::string& type) {
   httplib::Request req;
@@ -236,7 +248,7 @@ std::vector<BadCase> Cases() {
          return DeployMultipart(c, "mnist_cnn", CnnManifest(), CnnLibrary().substr(0, 300),
                                 CnnWeights());
        },
-       400, "invalid_argument", "dlopen failed"},
+       400, "invalid_argument", "truncated"},
       {"deploy_missing_kernel",
        [](auto& c) {
          return DeployMultipart(c, "mnist_cnn", CnnManifest(), TestLibraryBytes(), CnnWeights());
@@ -290,6 +302,88 @@ std::vector<BadCase> Cases() {
          return c.Put("/v1/functions/mnist_cnn", body.dump(), "application/json");
        },
        400, "invalid_argument", "is not a SHA-256"},
+      // Kernel names must name functions the library itself defines: not the C library's
+      // (dlsym searches dependencies too), not data.
+      {"deploy_kernel_from_libc_abort",
+       [](auto& c) {
+         return DeployMultipart(c, "x", KernelManifest("abort"), TestLibraryBytes(), "");
+       },
+       400, "invalid_argument", "comes from a library it depends on"},
+      {"deploy_kernel_from_libc_exit",
+       [](auto& c) {
+         return DeployMultipart(c, "x", KernelManifest("exit"), TestLibraryBytes(), "");
+       },
+       400, "invalid_argument", "comes from a library it depends on"},
+      {"deploy_kernel_from_libc_system",
+       [](auto& c) {
+         return DeployMultipart(c, "x", KernelManifest("system"), TestLibraryBytes(), "");
+       },
+       400, "invalid_argument", "comes from a library it depends on"},
+      {"deploy_kernel_is_a_data_symbol",
+       [](auto& c) {
+         return DeployMultipart(c, "x", KernelManifest("kchain_module_target"), TestLibraryBytes(),
+                                "");
+       },
+       400, "invalid_argument", "reserved"},
+      {"deploy_kernel_is_init",
+       [](auto& c) {
+         return DeployMultipart(c, "x", KernelManifest("_init"), TestLibraryBytes(), "");
+       },
+       400, "invalid_argument", "reserved"},
+      // Manifests: numbers out of range, duplicate keys, depth.
+      {"deploy_grid_1e999",
+       [](auto& c) {
+         std::string m = KernelManifest("noop");
+         m.replace(m.find("\"grid\": 1"), 9, "\"grid\": 1e999");
+         return DeployMultipart(c, "x", m, TestLibraryBytes(), "");
+       },
+       400, "invalid_argument", "number out of range"},
+      {"deploy_duplicate_manifest_key",
+       [](auto& c) {
+         std::string m = KernelManifest("noop");
+         m.insert(1, "\"tmp_bytes\": 4, \"tmp_bytes\": 8, ");
+         return DeployMultipart(c, "x", m, TestLibraryBytes(), "");
+       },
+       400, "invalid_argument", "duplicate key 'tmp_bytes'"},
+      {"deploy_manifest_deeply_nested",
+       [](auto& c) {
+         std::string m =
+             "{\"description\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+         return DeployMultipart(c, "x", m, TestLibraryBytes(), "");
+       },
+       400, "invalid_argument", "nested deeper than"},
+      {"deploy_manifest_description_too_long",
+       [](auto& c) {
+         json m = json::parse(KernelManifest("noop"));
+         m["description"] = std::string(5000, 'd');
+         return DeployMultipart(c, "x", m.dump(), TestLibraryBytes(), "");
+       },
+       400, "invalid_argument", "description is longer than 4096"},
+      // JSON invoke bodies: depth, duplicates, integers beyond 64 bits.
+      {"json_invoke_deeply_nested",
+       [=](auto& c) {
+         return Raw(c, "POST", inv,
+                    "{\"input\": " + std::string(100000, '[') + std::string(100000, ']') + "}",
+                    "application/json");
+       },
+       400, "invalid_argument", "nested deeper than"},
+      {"json_invoke_duplicate_key",
+       [=](auto& c) {
+         return Raw(c, "POST", inv, "{\"input\": [1], \"input\": [2]}", "application/json");
+       },
+       400, "invalid_argument", "duplicate key 'input'"},
+      {"json_uint64_two_to_the_64",
+       [](auto& c) {
+         return Raw(c, "POST", "/v1/functions/u64/invoke", "{\"input\": [18446744073709551616]}",
+                    "application/json");
+       },
+       400, "invalid_argument", "out of range for uint64"},
+      {"json_int64_two_to_the_63",
+       [](auto& c) {
+         return Raw(c, "POST", "/v1/functions/i64/invoke", "{\"input\": [9.2233720368547758e18]}",
+                    "application/json");
+       },
+       400, "invalid_argument", "out of range for int64"},
       {"upload_wrong_type", [](auto& c) { return c.Post("/v1/uploads", "abc", "text/plain"); }, 400,
        "invalid_argument", "application/octet-stream"},
       // Other endpoints.
@@ -335,6 +429,10 @@ class GatewayBadInput : public ::testing::Test {
         R"({"chain": [{"kernel": "fail_on_short_input", "grid": 1, "block": 1}],
         "input": {"dtype": "uint8"}, "max_input_bytes": 16, "output": {"dtype": "uint8", "shape": [16]}})";
     ASSERT_EQ(DeployMultipart(*c, "fails", fails, TestLibraryBytes(), "")->status, 201);
+    ASSERT_EQ(DeployMultipart(*c, "u64", ScalarManifest("uint64"), TestLibraryBytes(), "")->status,
+              201);
+    ASSERT_EQ(DeployMultipart(*c, "i64", ScalarManifest("int64"), TestLibraryBytes(), "")->status,
+              201);
   }
   static void TearDownTestSuite() {
     delete gateway_;
@@ -371,7 +469,7 @@ TEST_F(GatewayBadInput, TheServerIsHealthyAndServesAfterwards) {
   EXPECT_EQ(res->status, 200);
   // Nothing half-written was left by the failed deploys.
   auto list = json::parse(client->Get("/v1/functions")->body)["functions"];
-  EXPECT_EQ(list.size(), 4u);
+  EXPECT_EQ(list.size(), 6u);
   for (const auto& f : list) EXPECT_EQ(f["version"], 1) << f["name"];
   EXPECT_TRUE(std::filesystem::is_empty(gateway_->data_dir() + "/tmp"));
   EXPECT_FALSE(std::filesystem::exists(gateway_->data_dir() + "/tenants/default/functions/x"));

@@ -52,6 +52,7 @@ struct TestGatewayOptions {
   int prestarted_workers = 2;
   uint64_t worker_memory_limit = uint64_t{2} << 30;
   int request_spin_us = 0;  // workers spin this long for the next run
+  int reply_spin_us = 200;  // the invoking thread spins this long for a worker's reply
 };
 
 inline std::string IsolationFromEnvironment() {
@@ -80,6 +81,7 @@ class TestGateway {
       process.memory_limit_bytes = options.worker_memory_limit;
       process.run_timeout = options.scheduler.invoke_timeout;
       process.request_spin = std::chrono::microseconds(options.request_spin_us);
+      process.reply_spin = std::chrono::microseconds(options.reply_spin_us);
       auto made = MakeProcessExecutor(process);
       EXPECT_TRUE(made.ok()) << made.status();
       executor = std::move(*made);
