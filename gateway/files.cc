@@ -16,7 +16,12 @@ namespace kchain::gateway {
 namespace {
 
 Status Errno(const std::string& what, const std::string& path) {
-  return InternalError(what + " '" + path + "': " + std::strerror(errno));
+  const int err = errno;
+  if (err == ENOSPC || err == EDQUOT) {
+    return InsufficientStorageError("no space left on the server's disk (" + what + " '" + path +
+                                    "': " + std::strerror(err) + ")");
+  }
+  return InternalError(what + " '" + path + "': " + std::strerror(err));
 }
 
 Status WriteAll(int fd, std::span<const std::byte> bytes, const std::string& path) {
@@ -25,8 +30,7 @@ Status WriteAll(int fd, std::span<const std::byte> bytes, const std::string& pat
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return errno == ENOSPC ? ResourceExhaustedError("no space left writing '" + path + "'")
-                             : Errno("write", path);
+      return Errno("write", path);
     }
     done += static_cast<size_t>(n);
   }
@@ -64,7 +68,21 @@ Status WriteFileAtomic(const std::string& path, std::span<const std::byte> bytes
     ::unlink(tmp.c_str());
     return s;
   }
-  return SyncDirectory(std::filesystem::path(path).parent_path());
+  // A bare file name lives in the current folder (parent_path() is then empty).
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  return SyncDirectory(parent.empty() ? "." : parent.string());
+}
+
+Status StorageError(const std::string& what, const std::error_code& ec) {
+  if (ec == std::errc::no_space_on_device || ec.value() == EDQUOT) {
+    return InsufficientStorageError("no space left on the server's disk (" + what + ": " +
+                                    ec.message() + ")");
+  }
+  return InternalError(what + ": " + ec.message());
+}
+
+bool IsAtomicWriteLeftover(std::string_view name) {
+  return name.find(".tmp.") != std::string_view::npos;
 }
 
 std::string Sha256Hex(std::span<const std::byte> bytes) {

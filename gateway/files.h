@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "kchain/status.h"
 
@@ -20,6 +21,13 @@ Status WriteNewFile(const std::string& path, std::span<const std::byte> bytes);
 
 // fsync of a folder, so that a rename or a new entry in it is durable.
 Status SyncDirectory(const std::string& path);
+
+// A failed file-system call as a status: kInsufficientStorage when the disk (or the quota) is
+// full, kInternal otherwise; the message says `what` failed and why.
+Status StorageError(const std::string& what, const std::error_code& ec);
+
+// Whether `name` is a leftover of WriteFileAtomic (its temporary "<file>.tmp.<n>").
+bool IsAtomicWriteLeftover(std::string_view name);
 
 // Lowercase hex SHA-256 of `bytes` (OpenSSL).
 std::string Sha256Hex(std::span<const std::byte> bytes);

@@ -101,11 +101,27 @@ StatusOr<std::unique_ptr<FunctionStore>> FunctionStore::Open(const std::string& 
     if (entry.is_regular_file(ec) && entry.last_write_time(ec) < expiry)
       fs::remove(entry.path(), ec);
   }
-  // Probe that the folder is writable now rather than at the first deploy.
-  const std::string probe = (fs::path(data_dir) / "tmp" / "probe").string();
-  KCHAIN_RETURN_IF_ERROR(WriteFileAtomic(probe, AsBytes("ok")));
-  fs::remove(probe, ec);
+  // Leftovers of atomic writes cut short by a crash, in uploads (function folders are cleaned
+  // by Load()).
+  for (const auto& entry : fs::recursive_directory_iterator(fs::path(data_dir) / "uploads", ec)) {
+    if (entry.is_regular_file(ec) && IsAtomicWriteLeftover(entry.path().filename().string())) {
+      fs::remove(entry.path(), ec);
+    }
+  }
   std::unique_ptr<FunctionStore> store(new FunctionStore(fs::absolute(data_dir).string()));
+  // Probe that the folder is writable now rather than at the first deploy. A full disk is not
+  // fatal: the stored functions can still be served, and deploys get 507 until space is freed.
+  const std::string probe = (fs::path(data_dir) / "tmp" / "probe").string();
+  Status probed = WriteFileAtomic(probe, AsBytes("ok"));
+  fs::remove(probe, ec);
+  if (probed.code() == StatusCode::kInsufficientStorage) {
+    store->start_warning_ =
+        "the data directory's disk is full: stored functions are served, "
+        "but deploys and uploads fail (507) until space is freed (" +
+        probed.message() + ")";
+  } else if (!probed.ok()) {
+    return probed;
+  }
   store->ExpireUploads();
   return store;
 }
@@ -152,8 +168,13 @@ std::vector<std::pair<StoredFunction, StoredVersion>> FunctionStore::Load(
         problems->push_back(key.str() + ": " + function.status().message());
         continue;
       }
-      // Drop version folders that are not current (replaced, or never committed).
+      // Drop version folders that are not current (replaced, or never committed), and the
+      // temporary files of replaces of function.json that a crash cut short.
       for (const auto& v : fs::directory_iterator(dir.path(), ec)) {
+        if (v.is_regular_file(ec) && IsAtomicWriteLeftover(v.path().filename().string())) {
+          fs::remove(v.path(), ec);
+          continue;
+        }
         uint64_t number = 0;
         if (v.is_directory() && IsVersionDir(v.path().filename(), &number) &&
             number != function->current) {
@@ -180,7 +201,7 @@ StatusOr<StoredVersion> FunctionStore::Stage(const FunctionKey& key, uint64_t ve
   const fs::path staging = fs::path(data_dir_) / "tmp" / ("stage-" + std::to_string(rng()));
   std::error_code ec;
   fs::create_directories(staging, ec);
-  if (ec) return InternalError("cannot create '" + staging.string() + "': " + ec.message());
+  if (ec) return StorageError("cannot create '" + staging.string() + "'", ec);
   VersionRecord record;
   record.version = version;
   record.deployed_at = NowRfc3339();
@@ -197,13 +218,13 @@ StatusOr<StoredVersion> FunctionStore::Stage(const FunctionKey& key, uint64_t ve
   const std::string function_dir = FunctionDir(key);
   if (status.ok()) {
     fs::create_directories(function_dir, ec);
-    if (ec) status = InternalError("cannot create '" + function_dir + "': " + ec.message());
+    if (ec) status = StorageError("cannot create '" + function_dir + "'", ec);
   }
   const std::string final_dir = VersionDir(key, version);
   if (status.ok()) {
     fs::remove_all(final_dir, ec);  // a leftover of a deploy that crashed before committing
     fs::rename(staging, final_dir, ec);
-    if (ec) status = InternalError("cannot move a staged version into place: " + ec.message());
+    if (ec) status = StorageError("cannot move a staged version into place", ec);
   }
   if (status.ok()) status = SyncDirectory(function_dir);
   if (!status.ok()) {
@@ -272,7 +293,7 @@ StatusOr<std::string> FunctionStore::PutUpload(const std::string& tenant,
   const fs::path dir = fs::path(data_dir_) / "uploads" / tenant;
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) return InternalError("cannot create '" + dir.string() + "': " + ec.message());
+  if (ec) return StorageError("cannot create '" + dir.string() + "'", ec);
   const std::string path = (dir / id).string();
   if (!fs::exists(path, ec)) KCHAIN_RETURN_IF_ERROR(WriteFileAtomic(path, bytes));
   return id;

@@ -81,7 +81,7 @@ class FunctionStore {
   // `problems` (one line each) and skipped.
   std::vector<std::pair<StoredFunction, StoredVersion>> Load(std::vector<std::string>* problems);
 
-  // Writes a new, not yet current, version folder. kResourceExhausted when the disk is full.
+  // Writes a new, not yet current, version folder. kInsufficientStorage when the disk is full.
   StatusOr<StoredVersion> Stage(const FunctionKey& key, uint64_t version,
                                 std::string_view manifest_json, std::span<const std::byte> library,
                                 std::span<const std::byte> constants);
@@ -102,6 +102,8 @@ class FunctionStore {
   void ExpireUploads();
 
   const std::string& data_dir() const { return data_dir_; }
+  // Set when Open() found something to warn about that did not stop it (a full disk).
+  const std::string& start_warning() const { return start_warning_; }
 
  private:
   explicit FunctionStore(std::string data_dir) : data_dir_(std::move(data_dir)) {}
@@ -110,6 +112,7 @@ class FunctionStore {
   StoredVersion VersionPaths(const FunctionKey& key, const VersionRecord& record) const;
 
   std::string data_dir_;
+  std::string start_warning_;
   std::mutex expiry_mu_;
   std::chrono::steady_clock::time_point last_expiry_{};
 };

@@ -33,6 +33,8 @@ int HttpStatusFor(StatusCode code) {
       return 503;
     case StatusCode::kDeadlineExceeded:
       return 504;
+    case StatusCode::kInsufficientStorage:
+      return 507;
     case StatusCode::kInternal:
       return 500;
   }

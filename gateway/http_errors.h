@@ -12,7 +12,8 @@ namespace kchain::gateway {
 // already_exists and failed_precondition 409, length_required 411, payload_too_large 413,
 // resource_exhausted 429, internal 500,
 // unimplemented 501, kernel_error 502 (the function's own code failed; kchain is fine),
-// unavailable 503, deadline_exceeded 504.
+// unavailable 503, deadline_exceeded 504, insufficient_storage 507 (the disk is full: a
+// permanent condition for the client, not a "retry in a second" 429).
 int HttpStatusFor(StatusCode code);
 
 // {"error": {"code": "<name>", "message": "<message>"}}

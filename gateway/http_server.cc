@@ -13,6 +13,7 @@
 #include "gateway/files.h"
 #include "gateway/http_context.h"
 #include "gateway/http_errors.h"
+#include "gateway/http_transport.h"
 #include "gateway/invocation.h"
 #include "gateway/tensor_codec.h"
 #include "runtime/json_input.h"
@@ -428,8 +429,31 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
     : service_(service),
       logger_(logger),
       options_(std::move(options)),
-      server_(std::make_unique<httplib::Server>()),
       scrub_([this](std::string m) { return Scrub(std::move(m)); }) {
+  FramingLimits limits;
+  limits.max_body_bytes = options_.max_body;
+  server_ = std::make_unique<HttpTransport>(
+      limits,
+      [](int status, const std::string& reason, std::string_view target) {
+        // Refused before routing: the error body in the shape of the API the path names.
+        const StatusCode code = status == 413   ? StatusCode::kPayloadTooLarge
+                                : status == 501 ? StatusCode::kUnimplemented
+                                : status == 408 ? StatusCode::kDeadlineExceeded
+                                                : StatusCode::kInvalidArgument;
+        const Status refused(code, reason);
+        const bool v2 = target == "/v2" || target.rfind("/v2/", 0) == 0;
+        return v2 ? V2ErrorBody(refused) : ErrorBody(refused);
+      },
+      [this](int status, std::string_view method, std::string_view target) {
+        service_->metrics().RecordHttpStatus(status);
+        if (!logger_->enabled(LogLevel::kInfo)) return;
+        char line[512];
+        std::snprintf(line, sizeof line, "%.*s %.*s refused before routing status=%d",
+                      static_cast<int>(std::min<size_t>(method.size(), 16)), method.data(),
+                      static_cast<int>(std::min<size_t>(target.size(), 200)), target.data(),
+                      status);
+        logger_->Info(line);
+      });
   httplib::Server& s = *server_;
   const int threads = std::max(1, options_.threads);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
@@ -438,7 +462,7 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
   // connecting at once (perf_analyzer opens 64 connections together) overflow it and some of
   // them fail. Remember the socket so Bind() can listen again with the system's maximum.
   s.set_socket_options([this](socket_t sock) {  // socket_t: cpp-httplib's, global
-    httplib::default_socket_options(sock);
+    HttpTransport::ListenSocketOptions(sock);   // no SO_REUSEPORT: a busy port fails the bind
     listen_socket_ = sock;
   });
   s.set_keep_alive_max_count(1000000);
@@ -636,6 +660,7 @@ bool HttpServer::ResolveKey(const httplib::Request& req, httplib::Response& res,
 void HttpServer::RejectBeforeBody(httplib::Response& res, const Status& status) const {
   // The request's body, if any, was never read: the connection cannot carry another request.
   res.set_header("Connection", "close");
+  HttpTransport::CloseAfterResponse();
   SendStatus(res, status);
 }
 

@@ -23,12 +23,13 @@
 #include "gateway/service.h"
 
 namespace httplib {
-class Server;
 struct Request;
 struct Response;
 }  // namespace httplib
 
 namespace kchain::gateway {
+
+class HttpTransport;
 
 struct HttpOptions {
   std::string host = "127.0.0.1";
@@ -82,7 +83,7 @@ class HttpServer {
   Service* service_;
   const Logger* logger_;
   HttpOptions options_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<HttpTransport> server_;
   std::function<std::string(std::string)> scrub_;
   int port_ = 0;
   int listen_socket_ = -1;  // the listening socket, to deepen its backlog after bind

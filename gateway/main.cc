@@ -17,6 +17,7 @@
 
 #include "gateway/auth.h"
 #include "gateway/config.h"
+#include "gateway/data_dir.h"
 #include "gateway/executor.h"
 #include "gateway/files.h"
 #include "gateway/http_server.h"
@@ -78,6 +79,18 @@ int Run(int argc, char** argv) {
     keys = std::move(*loaded);
   }
 
+  // The data directory first: locked for this gateway alone, cleaned of what a crash left,
+  // before workers (whose folders live in it) start.
+  auto data_dir_lock = DataDirLock::Acquire(config.data_dir);
+  if (!data_dir_lock.ok()) {
+    logger.Error(data_dir_lock.status().message());
+    return 1;
+  }
+  if (data_dir_lock->cleaned() > 0) {
+    logger.Info("removed " + std::to_string(data_dir_lock->cleaned()) +
+                " worker folder(s) left by a gateway that did not stop cleanly");
+  }
+
   kchain::InstanceOptions instance_options;
   instance_options.stage_timing_period = config.stage_timing_period;
   std::unique_ptr<Executor> executor;
@@ -125,8 +138,12 @@ int Run(int argc, char** argv) {
       config.memory_budget != 0 ? config.memory_budget : executor->device_memory_total() / 10 * 9;
   const std::string device_name = executor->device_name();
   const ExecutorStats stats = executor->Stats();
-  auto service = Service::Create(options, std::move(executor),
-                                 [&logger](const std::string& line) { logger.Info(line); });
+  auto service = Service::Create(options, std::move(executor), [&logger](const std::string& line) {
+    // The service marks its warnings and errors by prefix.
+    if (line.rfind("warning: ", 0) == 0) return logger.Warning(line.substr(9));
+    if (line.rfind("error: ", 0) == 0) return logger.Error(line.substr(7));
+    logger.Info(line);
+  });
   if (!service.ok()) {
     logger.Error("cannot start: " + service.status().ToString());
     return 1;

@@ -62,8 +62,9 @@ class Metrics {
   void Render(std::string* out) const;
 
  private:
-  static constexpr std::array<int, 16> kStatuses = {200, 201, 204, 400, 401, 404, 405, 409,
-                                                    411, 413, 429, 500, 501, 502, 503, 504};
+  static constexpr std::array<int, 22> kStatuses = {200, 201, 204, 400, 401, 404, 405, 408,
+                                                    409, 411, 413, 414, 416, 429, 431, 500,
+                                                    501, 502, 503, 504, 505, 507};
   std::array<std::atomic<uint64_t>, kStatuses.size() + 1> http_{};  // last: any other status
 };
 

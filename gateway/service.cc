@@ -11,6 +11,7 @@ namespace {
 Status AsDeployError(const Status& status) {
   switch (status.code()) {
     case StatusCode::kResourceExhausted:
+    case StatusCode::kInsufficientStorage:
     case StatusCode::kUnavailable:
     case StatusCode::kInternal:
     case StatusCode::kPayloadTooLarge:
@@ -40,6 +41,7 @@ StatusOr<std::unique_ptr<Service>> Service::Create(ServiceOptions options,
                                                    std::function<void(const std::string&)> log) {
   KCHAIN_ASSIGN_OR_RETURN(auto store, FunctionStore::Open(options.data_dir));
   if (!log) log = [](const std::string&) {};
+  if (!store->start_warning().empty()) log("warning: " + store->start_warning());
   std::unique_ptr<Service> service(
       new Service(std::move(options), std::move(executor), std::move(store), std::move(log)));
   service->LoadStoredFunctions();

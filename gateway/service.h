@@ -63,7 +63,8 @@ class Service {
   // version keeps serving until then; on failure nothing is left behind. Errors:
   // kInvalidArgument (bad name, manifest, library, kernel, target, constants),
   // kAlreadyExists (a deploy or delete of the same function is in progress),
-  // kResourceExhausted (disk full; an instance would not fit the memory budget).
+  // kInsufficientStorage (disk full), kResourceExhausted (an instance would not fit the memory
+  // budget).
   StatusOr<DeployResult> Deploy(const FunctionKey& key, std::string_view manifest_json,
                                 std::span<const std::byte> library,
                                 std::span<const std::byte> constants);

@@ -10,6 +10,7 @@
 #include "gateway/http_context.h"
 #include "gateway/http_errors.h"
 #include "gateway/http_server.h"
+#include "gateway/http_transport.h"
 #include "gateway/invocation.h"
 #include "gateway/v2_protocol.h"
 #include "runtime/json_input.h"

@@ -6,7 +6,7 @@
 namespace kchain {
 namespace {
 
-constexpr std::array<std::pair<StatusCode, std::string_view>, 15> kCodeNames = {{
+constexpr std::array<std::pair<StatusCode, std::string_view>, 16> kCodeNames = {{
     {StatusCode::kOk, "ok"},
     {StatusCode::kInvalidArgument, "invalid_argument"},
     {StatusCode::kNotFound, "not_found"},
@@ -21,6 +21,7 @@ constexpr std::array<std::pair<StatusCode, std::string_view>, 15> kCodeNames = {
     {StatusCode::kUnimplemented, "unimplemented"},
     {StatusCode::kMethodNotAllowed, "method_not_allowed"},
     {StatusCode::kLengthRequired, "length_required"},
+    {StatusCode::kInsufficientStorage, "insufficient_storage"},
     {StatusCode::kInternal, "internal"},
 }};
 

@@ -21,20 +21,21 @@ namespace kchain {
 
 enum class StatusCode : int {
   kOk = 0,
-  kInvalidArgument,     // the caller's input is malformed or inconsistent
-  kNotFound,            // a named thing (file, symbol, function) does not exist
-  kAlreadyExists,       // creating something that exists
-  kFailedPrecondition,  // the system is not in a state where the call can proceed
-  kPayloadTooLarge,     // an input exceeds a declared or configured size
-  kResourceExhausted,   // a queue, pool or memory budget is full; retry later
-  kDeadlineExceeded,    // the call did not finish in time
-  kUnavailable,         // the device or server cannot serve now (broken, shutting down)
-  kUnauthenticated,     // missing or invalid credentials
-  kKernelError,         // a user kernel failed (reported an error or faulted on the device)
-  kUnimplemented,       // the operation is not supported here
-  kMethodNotAllowed,    // an HTTP method a route does not take
-  kLengthRequired,      // an HTTP request that needs a body declared no length
-  kInternal,            // a genuine kchain fault (keep last: codes are counted up to it)
+  kInvalidArgument,      // the caller's input is malformed or inconsistent
+  kNotFound,             // a named thing (file, symbol, function) does not exist
+  kAlreadyExists,        // creating something that exists
+  kFailedPrecondition,   // the system is not in a state where the call can proceed
+  kPayloadTooLarge,      // an input exceeds a declared or configured size
+  kResourceExhausted,    // a queue, pool or memory budget is full; retry later
+  kDeadlineExceeded,     // the call did not finish in time
+  kUnavailable,          // the device or server cannot serve now (broken, shutting down)
+  kUnauthenticated,      // missing or invalid credentials
+  kKernelError,          // a user kernel failed (reported an error or faulted on the device)
+  kUnimplemented,        // the operation is not supported here
+  kMethodNotAllowed,     // an HTTP method a route does not take
+  kLengthRequired,       // an HTTP request that needs a body declared no length
+  kInsufficientStorage,  // the disk is full: nothing can be stored until space is freed
+  kInternal,             // a genuine kchain fault (keep last: codes are counted up to it)
 };
 
 // The stable wire name of a code, e.g. "invalid_argument". Never fails.
@@ -104,6 +105,9 @@ inline Status MethodNotAllowedError(std::string m) {
 }
 inline Status LengthRequiredError(std::string m) {
   return {StatusCode::kLengthRequired, std::move(m)};
+}
+inline Status InsufficientStorageError(std::string m) {
+  return {StatusCode::kInsufficientStorage, std::move(m)};
 }
 inline Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <fstream>
 #include <future>
 #include <random>
 
@@ -167,6 +168,30 @@ TEST(GatewayApi, ManifestsOfAnyValidSizeDeployAndRun) {
   EXPECT_EQ(VectorOf<float>(res->body), in);
   auto described = json::parse(client->Get("/v1/functions/long")->body);
   EXPECT_EQ(described["manifest"]["chain"].size(), 4001u);
+}
+
+// --isolation=none: a library can leave a thread running in its own code. Deleting its
+// function must not unmap that code under the thread (the gateway would crash a moment later).
+TEST(GatewayApi, ALibraryThreadThatOutlivesItsFunctionDoesNotCrashTheGateway) {
+  const std::string dir = FreshDir("thread");
+  const std::string marker = dir + "/marker";
+  std::ofstream(marker) << "thread";
+  ::setenv("KCHAIN_TEST_CONSTRUCTOR_MARKER", marker.c_str(), 1);
+  TestGatewayOptions options;
+  options.isolation = "none";
+  TestGateway gw(options);
+  auto client = gw.Client();
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_EQ(DeployMultipart(*client, "threads", TestManifest({"copy_ticks"}, 4),
+                              TestLibraryBytes("test_constructor_host"), "")
+                  ->status,
+              201);
+    ASSERT_EQ(InvokeBinary(*client, "threads", std::string(16, '\0'))->status, 200);
+    ASSERT_EQ(client->Delete("/v1/functions/threads")->status, 200);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the threads keep ticking
+  EXPECT_EQ(client->Get("/healthz")->status, 200);
+  ::unsetenv("KCHAIN_TEST_CONSTRUCTOR_MARKER");
 }
 
 TEST(GatewayApi, ListDescribeAndDelete) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
 
 #include "gateway_test_util.h"
 
@@ -248,6 +249,41 @@ TEST(Isolation, ALibraryThatCrashesWhileLoadingIsRejectedAtDeploy) {
   EXPECT_EQ(res->status, 400) << res->body;
   EXPECT_NE(ErrorMessage(res).find("truncated"), std::string::npos) << ErrorMessage(res);
   EXPECT_EQ(client->Get("/healthz")->status, 200);
+}
+
+// A cold start's worker that dies while loading a library that was validated at deploy is
+// not the client's fault: killed from outside (SIGKILL) it is 503, crashed by the library's
+// constructor 502; never 400 blaming a valid library.
+TEST(Isolation, AWorkerThatDiesLoadingAColdStartIsNotBlamedOnTheClient) {
+  const std::string dir = FreshDir("constructor");
+  const std::string marker = dir + "/marker";
+  ::setenv("KCHAIN_TEST_CONSTRUCTOR_MARKER", marker.c_str(), 1);  // workers inherit it
+  TestGateway gw(ProcessOptions());
+  auto client = gw.Client();
+  ASSERT_EQ(DeployMultipart(*client, "ctor", TestManifest({"copy_ticks"}, 4),
+                            TestLibraryBytes("test_constructor_host"), "")
+                ->status,
+            201);
+  auto with_marker = [&](const char* what) {
+    std::ofstream(marker) << what;
+    auto res = InvokeBinary(*client, "ctor", std::string(16, '\0'));
+    std::filesystem::remove(marker);
+    return res;
+  };
+  auto killed = with_marker("kill");
+  ASSERT_TRUE(killed);
+  EXPECT_EQ(killed->status, 503) << killed->body;
+  EXPECT_EQ(ErrorCode(killed), "unavailable");
+  EXPECT_NE(ErrorMessage(killed).find("SIGKILL"), std::string::npos) << ErrorMessage(killed);
+  auto crashed = with_marker("segv");
+  ASSERT_TRUE(crashed);
+  EXPECT_EQ(crashed->status, 502) << crashed->body;
+  EXPECT_EQ(ErrorCode(crashed), "kernel_error");
+  EXPECT_NE(ErrorMessage(crashed).find("SIGSEGV"), std::string::npos) << ErrorMessage(crashed);
+  auto fine = InvokeBinary(*client, "ctor", std::string(16, '\0'));
+  ASSERT_TRUE(fine);
+  EXPECT_EQ(fine->status, 200) << fine->body;
+  ::unsetenv("KCHAIN_TEST_CONSTRUCTOR_MARKER");
 }
 
 // A library's code controls everything its worker writes. Forged, short, out-of-range and

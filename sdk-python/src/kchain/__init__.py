@@ -25,6 +25,7 @@ from .errors import (
     ApiError,
     DeadlineExceededError,
     FailedPreconditionError,
+    InsufficientStorageError,
     InternalError,
     InvalidArgumentError,
     KchainError,

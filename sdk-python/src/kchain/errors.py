@@ -20,7 +20,8 @@ in its ``{"error": {"code": ..., "message": ...}}`` bodies::
         ├── UnimplementedError          501  unimplemented
         ├── KernelError                 502  kernel_error
         ├── UnavailableError            503  unavailable
-        └── DeadlineExceededError       504  deadline_exceeded
+        ├── DeadlineExceededError       504  deadline_exceeded
+        └── InsufficientStorageError    507  insufficient_storage
 
 ``ApiError.code`` is the code, ``ApiError.status`` the HTTP status (``None`` for local runs),
 and ``str(error)`` the server's message.
@@ -48,6 +49,7 @@ __all__ = [
     "KernelError",
     "UnavailableError",
     "DeadlineExceededError",
+    "InsufficientStorageError",
     "error_from_code",
 ]
 
@@ -152,12 +154,18 @@ class DeadlineExceededError(ApiError):
     code, http_status = "deadline_exceeded", 504
 
 
+class InsufficientStorageError(ApiError):
+    """The server's disk is full: nothing can be stored (deploys, uploads) until an operator
+    frees space. Not worth retrying soon; invocations of deployed functions still work."""
+    code, http_status = "insufficient_storage", 507
+
+
 _BY_CODE: Dict[str, Type[ApiError]] = {
     cls.code: cls
     for cls in (InvalidArgumentError, UnauthenticatedError, NotFoundError, MethodNotAllowedError,
                 AlreadyExistsError, FailedPreconditionError, LengthRequiredError,
                 PayloadTooLargeError, ResourceExhaustedError, InternalError, UnimplementedError,
-                KernelError, UnavailableError, DeadlineExceededError)
+                KernelError, UnavailableError, DeadlineExceededError, InsufficientStorageError)
 }
 
 
