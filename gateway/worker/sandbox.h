@@ -39,7 +39,9 @@ bool LimitAddressSpace(uint64_t headroom, std::string* notes);
 // whether it switched.
 bool DropPrivileges(const SandboxOptions& options, std::string* notes);
 
-// Step 2. Installs the seccomp filter (and no_new_privs). Returns whether it is in force.
+// Step 2. Installs the seccomp filter (and no_new_privs): an allow-list of what launchers, the
+// C and C++ runtimes and the CUDA driver use; anything else fails with EPERM, and is logged
+// (by number) on the worker's output. Returns whether it is in force.
 bool ApplySeccomp(std::string* notes);
 
 }  // namespace kchain::worker

@@ -142,6 +142,27 @@ TEST(Isolation, TheSandboxRefusesWhatALauncherHasNoUseFor) {
   std::printf("sandbox: %s\n", sandbox.c_str());
 }
 
+// The filter is an allow-list: calls nobody listed (io_uring, userfaultfd, keyrings, new
+// namespaces, personality) fail with EPERM, while threads and memory work.
+TEST(Isolation, TheSeccompFilterIsAnAllowList) {
+  TestGateway gw(ProcessOptions());
+  auto client = gw.Client();
+  const std::string manifest = R"({"chain": [{"kernel": "try_unlisted", "grid": 1, "block": 1}],
+      "input": {"dtype": "uint8", "shape": [4]}, "output": {"dtype": "int32", "shape": [8]}})";
+  ASSERT_EQ(DeployMultipart(*client, "unlisted", manifest, TestLibraryBytes(), "")->status, 201);
+  auto res = InvokeBinary(*client, "unlisted", std::string(4, '\0'));
+  ASSERT_EQ(res->status, 200) << res->body;
+  const auto r = VectorOf<int32_t>(res->body);
+  EXPECT_EQ(r[0], EPERM) << "io_uring_setup";
+  EXPECT_EQ(r[1], EPERM) << "personality";
+  EXPECT_EQ(r[2], EPERM) << "userfaultfd";
+  EXPECT_EQ(r[3], EPERM) << "add_key";
+  EXPECT_EQ(r[4], EPERM) << "unshare";
+  EXPECT_EQ(r[5], 1) << "a thread";
+  EXPECT_EQ(r[6], 1) << "mmap";
+  EXPECT_NE(r[7], ::getpid());
+}
+
 TEST(Isolation, ColdStartsTakePreInitializedWorkersAndThePoolRefills) {
   TestGateway gw(ProcessOptions());
   auto client = gw.Client();

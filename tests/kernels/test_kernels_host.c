@@ -187,3 +187,39 @@ KCHAIN_KERNEL(report_pid)(kchain_state_t* s, int grid, int block) {
   const int32_t pid = (int32_t)getpid();
   memcpy(s->out.dat, &pid, min_size(sizeof pid, s->out.len));
 }
+
+/* out = int32 errno of system calls that are on no allow-list (0 when one succeeded), then
+ * whether ordinary work still runs: [0] io_uring_setup, [1] personality (query),
+ * [2] userfaultfd, [3] add_key, [4] unshare(CLONE_NEWUSER), [5] a thread ran (1), [6] an
+ * anonymous mapping worked (1), [7] the process id. */
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+static void* set_flag(void* flag) {
+  *(volatile int*)flag = 1;
+  return NULL;
+}
+static int32_t errno_of(long result) { return result < 0 ? (int32_t)errno : 0; }
+KCHAIN_KERNEL(try_unlisted)(kchain_state_t* s, int grid, int block) {
+  int32_t r[8] = {0};
+  char params[120] = {0};
+  errno = 0;
+  r[0] = errno_of(syscall(SYS_io_uring_setup, 1, params));
+  errno = 0;
+  r[1] = errno_of(syscall(SYS_personality, 0xffffffffUL));
+  errno = 0;
+  r[2] = errno_of(syscall(SYS_userfaultfd, 0));
+  errno = 0;
+  r[3] = errno_of(syscall(SYS_add_key, "user", "kchain", "x", 1, -2 /* session */));
+  errno = 0;
+  r[4] = errno_of(syscall(SYS_unshare, 0x10000000 /* CLONE_NEWUSER */));
+  volatile int flag = 0;
+  pthread_t thread;
+  if (pthread_create(&thread, NULL, set_flag, (void*)&flag) == 0) pthread_join(thread, NULL);
+  r[5] = flag;
+  void* page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  r[6] = page != MAP_FAILED;
+  if (page != MAP_FAILED) munmap(page, 4096);
+  r[7] = (int32_t)getpid();
+  memcpy(s->out.dat, r, min_size(sizeof r, s->out.len));
+}
