@@ -19,7 +19,9 @@
  *    the ABI version it was built against and its target;
  *  - one or more launchers, declared with KCHAIN_KERNEL(name):
  *        KCHAIN_KERNEL(scale)(kchain_state_t* s, int grid, int block) { ... }
- *    `grid` and `block` come from the function's manifest, stage by stage.
+ *    `grid` and `block` come from the function's manifest, stage by stage. A manifest can
+ *    name only functions the library itself defines and exports: not a function of a library
+ *    it links (abort, say), not data, and no name starting with `kchain_` (reserved).
  *
  * A launcher (cuda target):
  *  - enqueues its GPU work on `s->stream` and returns;
