@@ -11,7 +11,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace kchain {
 namespace {
@@ -104,6 +106,64 @@ Status CheckElf(std::string_view bytes, const std::string& name) {
     }
   }
   return Status();
+}
+
+// The dynamic symbol table of a checked ELF image, for reading it without loading it.
+struct DynamicSymbols {
+  std::string_view bytes;
+  Elf64_Ehdr eh{};
+  std::string_view symbols;  // .dynsym
+  std::string_view names;    // its string table
+};
+
+StatusOr<DynamicSymbols> FindDynamicSymbols(std::string_view bytes, const std::string& name) {
+  DynamicSymbols d;
+  d.bytes = bytes;
+  std::memcpy(&d.eh, bytes.data(), sizeof d.eh);  // CheckElf() passed: the header is whole
+  for (uint16_t i = 0; i < d.eh.e_shnum; ++i) {
+    Elf64_Shdr sh;
+    std::memcpy(&sh, bytes.data() + d.eh.e_shoff + i * sizeof sh, sizeof sh);
+    if (sh.sh_type != SHT_DYNSYM) continue;
+    if (sh.sh_link >= d.eh.e_shnum) break;
+    Elf64_Shdr strtab;
+    std::memcpy(&strtab, bytes.data() + d.eh.e_shoff + sh.sh_link * sizeof strtab, sizeof strtab);
+    if (strtab.sh_type != SHT_STRTAB || sh.sh_entsize != sizeof(Elf64_Sym)) break;
+    d.symbols = bytes.substr(sh.sh_offset, sh.sh_size - sh.sh_size % sizeof(Elf64_Sym));
+    d.names = bytes.substr(strtab.sh_offset, strtab.sh_size);
+    return d;
+  }
+  return InvalidArgumentError(Quoted(name) + ": no dynamic symbol table (.dynsym)");
+}
+
+// The defined, exported symbol `wanted`, if the table has it.
+std::optional<Elf64_Sym> FindSymbol(const DynamicSymbols& d, std::string_view wanted) {
+  for (size_t at = 0; at + sizeof(Elf64_Sym) <= d.symbols.size(); at += sizeof(Elf64_Sym)) {
+    Elf64_Sym sym;
+    std::memcpy(&sym, d.symbols.data() + at, sizeof sym);
+    if (sym.st_name >= d.names.size() || sym.st_shndx == SHN_UNDEF) continue;
+    const std::string_view rest = d.names.substr(sym.st_name);
+    const std::string_view symbol_name = rest.substr(0, rest.find('\0'));
+    const unsigned char bind = ELF64_ST_BIND(sym.st_info);
+    if (symbol_name == wanted && (bind == STB_GLOBAL || bind == STB_WEAK) &&
+        ELF64_ST_VISIBILITY(sym.st_other) == STV_DEFAULT) {
+      return sym;
+    }
+  }
+  return std::nullopt;
+}
+
+// The `size` bytes at virtual address `address` as the file holds them (initialized data).
+std::optional<std::string_view> BytesAt(const DynamicSymbols& d, uint64_t address, uint64_t size) {
+  for (uint16_t i = 0; i < d.eh.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    std::memcpy(&ph, d.bytes.data() + d.eh.e_phoff + i * sizeof ph, sizeof ph);
+    if (ph.p_type != PT_LOAD || address < ph.p_vaddr || address - ph.p_vaddr > ph.p_filesz ||
+        size > ph.p_filesz - (address - ph.p_vaddr)) {
+      continue;
+    }
+    return d.bytes.substr(ph.p_offset + (address - ph.p_vaddr), size);
+  }
+  return std::nullopt;
 }
 
 StatusOr<std::string> ReadWhole(int fd, const std::string& name) {
@@ -219,6 +279,65 @@ SymbolOrigin OriginOf(const void* address, const link_map* map) {
 
 }  // namespace
 
+Status InspectLibrary(const std::string& path, DeviceKind expected_target,
+                      const std::vector<std::string>& kernels) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return errno == ENOENT
+               ? NotFoundError(Quoted(path) + ": no such file")
+               : InvalidArgumentError(Quoted(path) +
+                                      ": cannot open for reading: " + std::strerror(errno));
+  }
+  auto bytes = ReadWhole(fd, path);
+  ::close(fd);
+  if (!bytes.ok()) return bytes.status();
+  KCHAIN_RETURN_IF_ERROR(CheckElf(*bytes, path));
+  KCHAIN_ASSIGN_OR_RETURN(DynamicSymbols d, FindDynamicSymbols(*bytes, path));
+  const auto version_symbol = FindSymbol(d, KCHAIN_SYMBOL_ABI_VERSION);
+  const auto version_bytes = version_symbol && ELF64_ST_TYPE(version_symbol->st_info) == STT_OBJECT
+                                 ? BytesAt(d, version_symbol->st_value, sizeof(uint32_t))
+                                 : std::nullopt;
+  if (!version_bytes) {
+    return InvalidArgumentError(Quoted(path) + " is not a kchain kernel library: symbol '" +
+                                KCHAIN_SYMBOL_ABI_VERSION + "' is not exported");
+  }
+  uint32_t version = 0;
+  std::memcpy(&version, version_bytes->data(), sizeof version);
+  if (version >> 16 != KCHAIN_ABI_VERSION_MAJOR || (version & 0xffffu) > KCHAIN_ABI_VERSION_MINOR) {
+    return InvalidArgumentError(Quoted(path) + ": symbol '" + KCHAIN_SYMBOL_ABI_VERSION +
+                                "' says ABI " + std::to_string(version >> 16) + "." +
+                                std::to_string(version & 0xffffu) + ", which this runtime (ABI " +
+                                std::to_string(KCHAIN_ABI_VERSION_MAJOR) + "." +
+                                std::to_string(KCHAIN_ABI_VERSION_MINOR) + ") does not load");
+  }
+  const auto target_symbol = FindSymbol(d, KCHAIN_SYMBOL_TARGET);
+  const auto target_bytes =
+      target_symbol && ELF64_ST_TYPE(target_symbol->st_info) == STT_OBJECT
+          ? BytesAt(d, target_symbol->st_value, std::min<uint64_t>(target_symbol->st_size, 16))
+          : std::nullopt;
+  if (!target_bytes) {
+    return InvalidArgumentError(Quoted(path) + " is not a kchain kernel library: symbol '" +
+                                KCHAIN_SYMBOL_TARGET + "' is not exported");
+  }
+  const std::string target(target_bytes->substr(0, target_bytes->find('\0')));
+  auto parsed = ParseDeviceKind(target);
+  if (!parsed.ok() || *parsed != expected_target) {
+    return InvalidArgumentError(Quoted(path) + " targets '" + target.substr(0, 16) +
+                                "' but this device runs '" +
+                                std::string(DeviceKindName(expected_target)) + "' kernels");
+  }
+  for (const std::string& kernel : kernels) {
+    const auto sym = FindSymbol(d, kernel);
+    if (!IsValidKernelName(kernel) || !sym || ELF64_ST_TYPE(sym->st_info) != STT_FUNC ||
+        kernel == "_init" || kernel == "_fini" || kernel.rfind("kchain_", 0) == 0) {
+      return NotFoundError("kernel '" + kernel.substr(0, 130) + "' is not exported by " +
+                           Quoted(path) + " (declare it with KCHAIN_KERNEL(" +
+                           kernel.substr(0, 130) + "))");
+    }
+  }
+  return Status();
+}
+
 bool IsValidKernelName(std::string_view name) {
   if (name.empty() || name.size() > 128) return false;
   auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
@@ -229,21 +348,16 @@ bool IsValidKernelName(std::string_view name) {
   return true;
 }
 
-Library::Library(std::string path, void* handle, int fd, bool never_unload, DeviceKind target,
-                 uint32_t abi_version, std::chrono::nanoseconds load_duration)
+Library::Library(std::string path, void* handle, DeviceKind target, uint32_t abi_version,
+                 std::chrono::nanoseconds load_duration)
     : path_(std::move(path)),
       handle_(handle),
-      fd_(fd),
-      never_unload_(never_unload),
       target_(target),
       abi_version_(abi_version),
       load_duration_(load_duration) {}
 
 Library::~Library() {
   if (handle_ != nullptr) dlclose(handle_);
-  // With RTLD_NODELETE the code stays mapped, and so does its name: keep the fd, so that no
-  // later copy is given the same /proc path while this one is still loaded.
-  if (fd_ >= 0 && !never_unload_) ::close(fd_);
 }
 
 StatusOr<std::shared_ptr<const Library>> Library::Open(const std::string& path,
@@ -284,9 +398,11 @@ StatusOr<std::shared_ptr<const Library>> Library::OpenFd(int fd, const std::stri
     ::close(copy);
     return InvalidArgumentError(Quoted(name) + ": dlopen failed: " + why);
   }
-  // From here on the Library owns the handle and the copy's fd; its destructor releases both.
-  std::shared_ptr<Library> library(
-      new Library(name, handle, copy, options.never_unload, DeviceKind::kHost, 0, {}));
+  // The mapping keeps the copy alive; its fd is not needed (a later copy that lands on the same
+  // fd number while this library is still loaded is moved by PrivateCopy).
+  ::close(copy);
+  // From here on the Library owns the handle; its destructor closes it.
+  std::shared_ptr<Library> library(new Library(name, handle, DeviceKind::kHost, 0, {}));
   link_map* map = nullptr;
   if (dlinfo(handle, RTLD_DI_LINKMAP, &map) != 0 || map == nullptr) {
     return InternalError(Quoted(name) + ": dlinfo failed: " + LastDlError(load_path, name));

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kchain/device.h"
 #include "kchain/kernel.h"
@@ -22,7 +23,7 @@ struct LibraryOptions {
   // Load with RTLD_NODELETE: the code stays mapped after the last reference goes. For a
   // process that must survive libraries it unloads (the gateway with --isolation=none): a
   // library may leave a thread running in its code, and unmapping that code would crash the
-  // process. Costs the library's memory (and one file descriptor) until the process exits.
+  // process. Costs the library's memory until the process exits.
   bool never_unload = false;
 };
 
@@ -73,18 +74,25 @@ class Library {
   std::chrono::nanoseconds load_duration() const { return load_duration_; }
 
  private:
-  Library(std::string path, void* handle, int fd, bool never_unload, DeviceKind target,
-          uint32_t abi_version, std::chrono::nanoseconds load_duration);
+  Library(std::string path, void* handle, DeviceKind target, uint32_t abi_version,
+          std::chrono::nanoseconds load_duration);
 
   std::string path_;
   void* handle_;
   const void* map_ = nullptr;  // the object's struct link_map, to tell its symbols apart
-  int fd_;                     // the sealed private copy that was loaded
-  bool never_unload_;
   DeviceKind target_;
   uint32_t abi_version_;
   std::chrono::nanoseconds load_duration_;
 };
+
+// Checks the library at `path` without loading it (no code of it runs): the whole-file ELF
+// check of Library::Open, the module symbols' values (ABI version and target, read from the
+// file), and that every name in `kernels` is a function the library defines and exports. For
+// libraries that were loaded and validated before (a stored function at a restart): what
+// Library::Open would refuse for its format, ABI or target, this refuses too, with the same
+// codes; what only the dynamic loader can tell (a missing dependency) shows at the first load.
+Status InspectLibrary(const std::string& path, DeviceKind expected_target,
+                      const std::vector<std::string>& kernels);
 
 // The largest kernel library file the loader reads (it checks the whole file before dlopen).
 inline constexpr size_t kMaxLibraryBytes = size_t{1} << 30;

@@ -198,6 +198,33 @@ TEST(Library, OnlyFunctionsDefinedByTheLibraryAreKernels) {
   EXPECT_TRUE((*lib)->Resolve("noop").ok());
 }
 
+TEST(Library, InspectionChecksWithoutLoading) {
+  const std::string good = TestLibrary("test_kernels_host");
+  EXPECT_TRUE(InspectLibrary(good, DeviceKind::kHost, {"noop", "add_constant"}).ok());
+  auto status_of = [](const std::string& path, DeviceKind target,
+                      const std::vector<std::string>& kernels) {
+    return InspectLibrary(path, target, kernels);
+  };
+  EXPECT_EQ(status_of(good, DeviceKind::kHost, {"no_such_kernel"}).code(), StatusCode::kNotFound);
+  for (const char* foreign : {"abort", "exit", "system", "kchain_module_target", "_init"}) {
+    EXPECT_EQ(status_of(good, DeviceKind::kHost, {foreign}).code(), StatusCode::kNotFound)
+        << foreign;
+  }
+  EXPECT_EQ(status_of(good, DeviceKind::kCuda, {"noop"}).code(), StatusCode::kInvalidArgument);
+  const Status major = status_of(TestLibrary("test_abi_major"), DeviceKind::kHost, {});
+  EXPECT_EQ(major.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(major.message().find("ABI 2.0"), std::string::npos) << major;
+  EXPECT_EQ(status_of(TestLibrary("test_no_module"), DeviceKind::kHost, {}).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(status_of(TestLibrary("test_claims_cuda"), DeviceKind::kHost, {}).code(),
+            StatusCode::kInvalidArgument);
+  const std::string junk = TempDir() + "/libjunk.so";
+  std::ofstream(junk) << "junk";
+  EXPECT_EQ(status_of(junk, DeviceKind::kHost, {}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(status_of(TempDir() + "/missing.so", DeviceKind::kHost, {}).code(),
+            StatusCode::kNotFound);
+}
+
 TEST(Library, KernelNameValidation) {
   EXPECT_TRUE(IsValidKernelName("conv1"));
   EXPECT_TRUE(IsValidKernelName("_x9"));
