@@ -125,6 +125,23 @@ const std::map<std::string, std::pair<Setter, const char*>>& Options() {
           return Status();
         },
         "the kchain-worker executable (default: next to kchain-gateway)"}},
+      {"worker-scope",
+       {[](GatewayConfig* c, const std::string& v) -> Status {
+          if (v != "tenant" && v != "function" && v != "instance") {
+            return InvalidArgumentError("'" + v + "' is not tenant, function or instance");
+          }
+          c->worker_scope = v;
+          return Status();
+        },
+        "what one worker process (one device context) hosts: every function of a tenant, "
+        "one function, or one instance (default tenant)"}},
+      {"workers-per-tenant",
+       {IntSetter(&GatewayConfig::workers_per_tenant, 1, 1024),
+        "worker processes one scope (tenant, with the default scope) may spread its instances "
+        "over (default 1)"}},
+      {"idle-worker-ttl-s",
+       {IntSetter(&GatewayConfig::idle_worker_ttl_s, 0, 31536000),
+        "seconds a worker bound to a tenant but hosting no instance is kept (default 600)"}},
       {"prestarted-workers",
        {IntSetter(&GatewayConfig::prestarted_workers, 0, 1024),
         "pre-initialized workers kept ready for cold starts (default 2)"}},

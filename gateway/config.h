@@ -32,9 +32,12 @@ struct GatewayConfig {
   // Isolation: "process" runs every instance in a sandboxed kchain-worker process; "none"
   // runs them inside the gateway.
   std::string isolation = "process";
-  std::string worker_path;  // empty: kchain-worker next to the gateway's own executable
+  std::string worker_path;              // empty: kchain-worker next to the gateway's own executable
+  std::string worker_scope = "tenant";  // tenant, function or instance: what one worker hosts
+  int workers_per_tenant = 1;           // workers one scope may spread its instances over
   int prestarted_workers = 2;
   int max_workers = 256;
+  int64_t idle_worker_ttl_s = 600;  // a bound worker with no instance left is retired then
   uint64_t worker_memory_limit = uint64_t{2} << 30;  // host memory above the worker's baseline
   uint64_t worker_cpu_seconds = 3600;
   bool worker_sandbox = true;

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -74,16 +75,42 @@ class ExecInstance {
   // worker was killed, say), so that the invocation gets a fresh one instead of an error.
   virtual bool Alive() { return !broken(); }
   virtual kchain::ExecMode exec_mode() const = 0;
+  // The process the instance runs in (a worker's id), so that the scheduler can tell which
+  // instances a retired worker takes with it; 0 for instances in the gateway's own process.
+  virtual uint64_t host() const { return 0; }
+};
+
+// Why a stored version is loaded.
+enum class LoadPurpose {
+  kDeploy,   // a new upload: load it for real and validate everything (its code runs)
+  kRestore,  // a stored function at start-up, validated when it was deployed: check it without
+             // running its code where that is cheaper; it is loaded at its first cold start
 };
 
 // What the executor reports about itself for /readyz and /metrics.
+// One worker process, for admins (/v1/workers) and the metrics.
+struct WorkerInfo {
+  uint64_t id = 0;
+  int64_t pid = 0;
+  std::string tenant;     // whose instances it hosts
+  std::string scope_key;  // what it is bound to: the tenant, tenant/function or an instance
+  int instances = 0;
+  int functions = 0;  // function versions loaded
+  double idle_s = 0;  // since it last ran anything
+};
+
 struct ExecutorStats {
-  std::string isolation;  // "none" or "process"
-  int workers_live = 0;   // worker processes alive (idle pool included)
-  int workers_idle = 0;   // pre-initialized workers waiting for a first instance
-  std::vector<std::pair<std::string, uint64_t>> restarts;  // worker deaths by reason
-  std::string last_restart;                                // the latest, described
-  std::string sandbox;                                     // measures in force, and notes
+  std::string isolation;     // "none" or "process"
+  std::string worker_scope;  // "tenant", "function" or "instance" (process isolation)
+  int workers_live = 0;      // worker processes alive (idle pool included)
+  int workers_idle = 0;      // pre-initialized workers waiting for a first instance
+  int workers_bound = 0;     // workers hosting a tenant's instances
+  std::vector<std::pair<std::string, uint64_t>> restarts;   // worker deaths by reason
+  std::vector<std::pair<std::string, uint64_t>> evictions;  // workers retired, by reason
+  std::string last_restart;                                 // the latest, described
+  std::string sandbox;                                      // measures in force, and notes
+  size_t context_bytes = 0;         // device memory one worker's context takes (measured at start)
+  std::vector<WorkerInfo> workers;  // bound workers
 };
 
 class Executor {
@@ -95,7 +122,8 @@ class Executor {
   // anything wrong with what the author uploaded (bad library, missing kernel, wrong target,
   // constants of the wrong size, spec beyond the device's limits).
   virtual StatusOr<std::shared_ptr<LoadedVersion>> Load(const StoredVersion& version,
-                                                        const kchain::Manifest& manifest) = 0;
+                                                        const kchain::Manifest& manifest,
+                                                        LoadPurpose purpose) = 0;
   // A new resident instance of `version` (which this executor loaded).
   virtual StatusOr<std::unique_ptr<ExecInstance>> CreateInstance(
       const std::shared_ptr<LoadedVersion>& version, StartTimings* timings) = 0;
@@ -106,6 +134,18 @@ class Executor {
   // The device's memory in all.
   virtual size_t device_memory_total() const = 0;
   virtual ExecutorStats Stats() const = 0;
+
+  // Device memory the executor's own processes hold beyond their instances (the device
+  // contexts of worker processes); the scheduler's memory budget counts it.
+  virtual size_t overhead_device_bytes() const { return 0; }
+  // The scheduler's side of retiring a process: drops every idle instance on `host` and
+  // returns true, or returns false (dropping nothing) when one of them is busy.
+  using HostReleaser = std::function<bool(uint64_t host)>;
+  virtual void SetHostReleaser(HostReleaser releaser) {}
+  // Retires idle processes, least recently used first, until `bytes` of the overhead are
+  // freed or none is left to retire; returns the bytes freed. Must be called without the
+  // scheduler's lock held (it calls the releaser).
+  virtual size_t RetireIdleHosts(size_t bytes) { return 0; }
 };
 
 // Runs instances inside this process on `device`.

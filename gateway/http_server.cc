@@ -71,6 +71,7 @@ json InfoJson(const FunctionInfo& info, const SchedulerOptions& limits,
       {"cold", info.pool.starts[0]}, {"warm", info.pool.starts[1]}, {"hot", info.pool.starts[2]}};
   out["parks"] = info.pool.parks;
   out["expirations"] = info.pool.expired;
+  out["retired_with_worker"] = info.pool.retired;
   out["load_us"] = {{"library", info.library_load_us}, {"constants", info.constants_load_us}};
   return out;
 }
@@ -134,10 +135,40 @@ struct HttpServer::Handlers {
     return self->ResolveKey(req, res, key);
   }
 
+  // Counts only: /readyz is unauthenticated, and tenants' names are not for everyone.
   static json WorkersJson(const ExecutorStats& stats) {
     json restarts = json::object();
     for (const auto& [reason, n] : stats.restarts) restarts[reason] = n;
-    return {{"live", stats.workers_live}, {"idle", stats.workers_idle}, {"restarts", restarts}};
+    json evictions = json::object();
+    for (const auto& [reason, n] : stats.evictions) evictions[reason] = n;
+    return {{"scope", stats.worker_scope},
+            {"live", stats.workers_live},
+            {"idle", stats.workers_idle},
+            {"bound", stats.workers_bound},
+            {"context_bytes", stats.context_bytes},
+            {"restarts", restarts},
+            {"evictions", evictions}};
+  }
+
+  // Admins only: every worker process, whom it serves and what it hosts.
+  static void Workers(HttpServer* self, const httplib::Request&, httplib::Response& res) {
+    if (!t_request.caller.admin) {
+      return self->SendStatus(res, NotFoundError("no route for GET /v1/workers"));
+    }
+    const ExecutorStats stats = self->service_->executor().Stats();
+    json workers = json::array();
+    for (const WorkerInfo& w : stats.workers) {
+      workers.push_back({{"id", w.id},
+                         {"pid", w.pid},
+                         {"tenant", w.tenant},
+                         {"scope_key", w.scope_key},
+                         {"instances", w.instances},
+                         {"functions", w.functions},
+                         {"idle_s", w.idle_s}});
+    }
+    json body = WorkersJson(stats);
+    body["workers"] = workers;
+    Json(res, 200, body);
   }
 
   static void Root(HttpServer* self, const httplib::Request&, httplib::Response& res) {
@@ -581,6 +612,7 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
   });
   s.Get("/v1", bind(&Handlers::Root));
   s.Get("/v1/functions", bind(&Handlers::List));
+  s.Get("/v1/workers", bind(&Handlers::Workers));
   s.Get(fn_path, bind(&Handlers::Describe));
   s.Put(fn_path, bind(&Handlers::Deploy));
   s.Delete(fn_path, bind(&Handlers::Delete));
@@ -594,9 +626,9 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
   std::vector<std::pair<std::string, std::string>> allowed = {
       {"/healthz", "GET"},           {"/readyz", "GET"},
       {"/metrics", "GET"},           {"/v1", "GET"},
-      {"/v1/functions", "GET"},      {fn_path, "GET, PUT, DELETE"},
-      {fn_path + "/invoke", "POST"}, {fn_path + "/park", "POST"},
-      {"/v1/uploads", "POST"}};
+      {"/v1/functions", "GET"},      {"/v1/workers", "GET"},
+      {fn_path, "GET, PUT, DELETE"}, {fn_path + "/invoke", "POST"},
+      {fn_path + "/park", "POST"},   {"/v1/uploads", "POST"}};
   // The v2 inference protocol's routes (gateway/v2_http.cc), and their allowed methods.
   RegisterV2Routes(&allowed);
   for (const auto& [path, methods] : allowed) {

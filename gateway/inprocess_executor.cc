@@ -51,8 +51,11 @@ class InProcessExecutor final : public Executor {
   kchain::DeviceKind device_kind() const override { return device_->kind(); }
   std::string device_name() const override { return device_->name(); }
 
+  // In-process, a stored function is loaded at start-up as at a deploy: its instances run
+  // here either way.
   StatusOr<std::shared_ptr<LoadedVersion>> Load(const StoredVersion& stored,
-                                                const kchain::Manifest& manifest) override {
+                                                const kchain::Manifest& manifest,
+                                                LoadPurpose) override {
     auto version = std::make_shared<InProcessVersion>(stored.key, stored.record.version, manifest);
     KCHAIN_ASSIGN_OR_RETURN(auto library,
                             kchain::Library::Open(stored.library_path, device_->kind(),

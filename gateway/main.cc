@@ -112,8 +112,12 @@ int Run(int argc, char** argv) {
     // RLIMIT_AS backstop for host workers: well above the watched memory limit.
     process.launch.address_space_headroom =
         config.worker_memory_limit == 0 ? 0 : 4 * config.worker_memory_limit + (uint64_t{1} << 30);
+    process.scope = *ParseWorkerScope(config.worker_scope);  // validated by the flag
+    process.workers_per_scope = config.workers_per_tenant;
+    process.idle_worker_ttl = std::chrono::seconds(config.idle_worker_ttl_s);
     process.prestarted_workers = config.prestarted_workers;
     process.max_workers = config.max_workers;
+    process.device_budget_bytes = config.memory_budget;  // 0: 90% of the device, as below
     process.memory_limit_bytes = config.worker_memory_limit;
     process.run_timeout = std::chrono::milliseconds(config.invoke_timeout_ms);
     process.reply_spin = std::chrono::microseconds(config.worker_reply_spin_us);

@@ -1,6 +1,7 @@
 #include "gateway/metrics.h"
 
 #include <cstdio>
+#include <map>
 
 #include "gateway/service.h"
 
@@ -211,6 +212,29 @@ std::string RenderMetrics(const Service& service) {
          &out);
   Sample("kchain_workers", "state=\"live\"", stats.workers_live, &out);
   Sample("kchain_workers", "state=\"idle\"", stats.workers_idle, &out);
+  Sample("kchain_workers", "state=\"bound\"", stats.workers_bound, &out);
+  Header("kchain_worker_evictions", "counter",
+         "Bound workers retired to make room or for idleness, by reason", &out);
+  for (const auto& [reason, n] : stats.evictions) {
+    Sample("kchain_worker_evictions", "reason=\"" + Escape(reason) + "\"", static_cast<double>(n),
+           &out);
+  }
+  Header("kchain_worker_context_bytes", "gauge",
+         "Device memory one worker's context takes (measured at start)", &out);
+  Sample("kchain_worker_context_bytes", device, static_cast<double>(stats.context_bytes), &out);
+  // Per tenant and worker: admins only see /metrics, so tenants' names may appear.
+  std::map<std::string, int> per_tenant;
+  for (const WorkerInfo& w : stats.workers) ++per_tenant[w.tenant];
+  Header("kchain_tenant_workers", "gauge", "Bound worker processes per tenant", &out);
+  for (const auto& [tenant, n] : per_tenant) {
+    Sample("kchain_tenant_workers", "tenant=\"" + Escape(tenant) + "\"," + device, n, &out);
+  }
+  Header("kchain_worker_instances", "gauge", "Instances each bound worker hosts", &out);
+  for (const WorkerInfo& w : stats.workers) {
+    Sample("kchain_worker_instances",
+           "worker=\"" + std::to_string(w.id) + "\",tenant=\"" + Escape(w.tenant) + "\"",
+           w.instances, &out);
+  }
   std::string why;
   Header("kchain_ready", "gauge", "1 when the server is ready to serve", &out);
   Sample("kchain_ready", "", service.Ready(&why) ? 1 : 0, &out);

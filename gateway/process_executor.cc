@@ -11,6 +11,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace kchain::gateway {
@@ -18,12 +19,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using worker::MessageType;
+using worker::Op;
 
 constexpr size_t kPage = 4096;
-constexpr int kLoadTimeoutMs = 120000;
+constexpr int kControlTimeoutMs = 120000;
+constexpr int kDestroyTimeoutMs = 2000;
 
 double MicrosSince(Clock::time_point start) {
   return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+}
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
 }
 
 size_t RoundUp(size_t n) { return (n + kPage - 1) / kPage * kPage; }
@@ -40,27 +48,181 @@ std::string Relabel(std::string message, const std::string& library_path) {
   return message;
 }
 
-// A version loaded for workers: the files it needs, opened read-only, and its manifest.
+class ProcessExecutor;
+
+// A function version as workers load it: what to send them, and the id they know it by.
 class ProcessVersion final : public LoadedVersion {
  public:
-  using LoadedVersion::LoadedVersion;
-  ~ProcessVersion() override {
-    for (int fd : {library_fd, constants_fd, manifest_fd}) {
-      if (fd >= 0) ::close(fd);
-    }
-  }
-  int library_fd = -1;
-  int constants_fd = -1;
-  int manifest_fd = -1;  // the canonical manifest in a sealed memory file: any size fits
-  std::string library_path;
-  std::string manifest_json;
+  ProcessVersion(ProcessExecutor* executor, uint64_t id, const StoredVersion& stored,
+                 const kchain::Manifest& manifest)
+      : LoadedVersion(stored.key, stored.record.version, manifest),
+        executor_(executor),
+        id_(id),
+        library_path(stored.library_path),
+        constants_path(stored.constants_path),
+        manifest_json(kchain::ManifestToJson(manifest)),
+        library_bytes(stored.record.library_bytes) {}
+  ~ProcessVersion() override;
+
+  uint64_t id() const { return id_; }
+
+ private:
+  ProcessExecutor* executor_;
+  uint64_t id_;
+
+ public:
+  const std::string library_path;
+  const std::string constants_path;  // empty when there are no constants
+  const std::string manifest_json;   // canonical
+  const uint64_t library_bytes;
 };
 
-class ProcessExecutor;
+// What a control exchange came to.
+struct ControlResult {
+  enum class Kind {
+    kOk,        // the awaited reply
+    kReported,  // the worker reported an error (`status`, code checked); it lives on
+    kDied,      // the worker died or was killed during the exchange (`death`)
+    kProtocol,  // the worker broke the protocol (`status`); it was killed
+  };
+  Kind kind = Kind::kOk;
+  Status status;
+  WorkerDeath death;
+  bool timed_out = false;  // kDied: it did not answer in time, and was killed
+};
+
+// A worker process bound to one scope, shared by the instances it hosts.
+class BoundWorker {
+ public:
+  BoundWorker(uint64_t id, std::string key, std::string tenant,
+              std::unique_ptr<WorkerProcess> process)
+      : id_(id), key_(std::move(key)), tenant_(std::move(tenant)), process_(std::move(process)) {
+    last_used_ns.store(NowNs(), std::memory_order_relaxed);
+  }
+
+  uint64_t id() const { return id_; }
+  const std::string& key() const { return key_; }
+  const std::string& tenant() const { return tenant_; }
+  pid_t pid() const { return process_->pid(); }
+  uint64_t ResidentBytes() const { return process_->ResidentBytes(); }
+  uint64_t baseline_rss() const { return process_->ready().baseline_rss_bytes; }
+  bool gone() const { return gone_.load(std::memory_order_acquire); }
+  // Not ended, and its socket not hung up (a cheap check).
+  bool Alive() const { return !gone() && process_->Alive(); }
+
+  // One request on the control socket and its reply (`want`, body copied to `reply`). The
+  // caller holds control_mu for the whole exchange. A worker that dies, does not answer in
+  // time (it is killed) or breaks the protocol (it is killed) is ended here.
+  ControlResult Control(MessageType type, const void* body, size_t body_bytes,
+                        std::span<const int> fds, MessageType want, void* reply, size_t reply_bytes,
+                        int timeout_ms, const std::string& doing) {
+    ControlResult result;
+    if (gone()) {
+      result.kind = ControlResult::Kind::kDied;
+      result.death = End("", "").first;
+      return result;
+    }
+    const uint64_t request = next_request_++;
+    worker::Channel& channel = process_->channel();
+    // The worker speaks only when spoken to: anything waiting on the socket now was written
+    // by tenant code, and the worker is not trusted again.
+    if (Status unsolicited = channel.TryReceive();
+        unsolicited.code() != StatusCode::kDeadlineExceeded) {
+      result.kind = unsolicited.code() == StatusCode::kUnavailable ? ControlResult::Kind::kDied
+                                                                   : ControlResult::Kind::kProtocol;
+      result.status = InternalError("the worker sent a message nobody asked for");
+      result.death = End(result.kind == ControlResult::Kind::kDied ? "" : "protocol",
+                         result.kind == ControlResult::Kind::kDied
+                             ? ""
+                             : "was killed: it sent a message nobody asked for")
+                         .first;
+      return result;
+    }
+    Status sent = channel.Send(type, body, body_bytes, {}, fds, request);
+    Status received = sent.ok() ? channel.Receive(timeout_ms) : sent;
+    if (!received.ok() && received.code() == StatusCode::kInternal) {
+      // A message that is not one (too short, inconsistent lengths): a protocol violation.
+      result.kind = ControlResult::Kind::kProtocol;
+      result.status = received;
+      End("protocol", "was killed: it broke the worker protocol while " + doing + " (" +
+                          received.message() + ")");
+      return result;
+    }
+    if (!received.ok()) {
+      result.kind = ControlResult::Kind::kDied;
+      result.timed_out = received.code() == StatusCode::kDeadlineExceeded;
+      result.death =
+          End(result.timed_out ? "timeout" : "",
+              result.timed_out ? "was killed: it did not answer within " +
+                                     std::to_string(timeout_ms / 1000) + " s while " + doing
+                               : "")
+              .first;
+      return result;
+    }
+    worker::Reply decoded = worker::DecodeReply(channel, want, reply, reply_bytes, request);
+    switch (decoded.kind) {
+      case worker::Reply::Kind::kExpected:
+        return result;
+      case worker::Reply::Kind::kError:
+        result.kind = ControlResult::Kind::kReported;
+        result.status = decoded.status;
+        if (decoded.broken) {
+          End("device_fault", "lost its device context while " + doing);
+        }
+        return result;
+      case worker::Reply::Kind::kMalformed:
+        break;
+    }
+    result.kind = ControlResult::Kind::kProtocol;
+    result.status = decoded.status;
+    End("protocol", "was killed: it broke the worker protocol while " + doing + " (" +
+                        decoded.status.message() + ")");
+    return result;
+  }
+
+  // Ends the process, once: kills it if it still runs and reaps it. `reason` and `cause` say
+  // why the gateway ended it ("" when it died by itself). Returns the death (its reason and
+  // description, the gateway's cause when it gave one) and whether this call ended it.
+  std::pair<WorkerDeath, bool> End(const std::string& reason, const std::string& cause) {
+    std::lock_guard<std::mutex> lock(death_mu_);
+    if (ended_) return {death_, false};
+    ended_ = true;
+    gone_.store(true, std::memory_order_release);
+    process_->Kill();
+    death_ = process_->Reap();
+    if (!reason.empty()) death_.reason = reason;
+    if (!cause.empty()) death_.description = cause;
+    return {death_, true};
+  }
+
+  std::mutex control_mu;      // held for a whole control exchange
+  std::set<uint64_t> loaded;  // function versions loaded there (under control_mu)
+  std::atomic<int> loaded_count{0};
+  std::atomic<int64_t> last_used_ns{0};
+  // Host memory its functions and instances declare (libraries, constants, shared memory).
+  std::atomic<uint64_t> declared_bytes{0};
+  // Being retired: its instances are dropped without a DESTROY round trip each.
+  std::atomic<bool> releasing{false};
+  // Guarded by the executor's mu_.
+  int instances = 0;  // hosted, or reserved by a cold start under way
+  bool retired = false;
+  Clock::time_point empty_since = Clock::now();
+
+ private:
+  const uint64_t id_;
+  const std::string key_;
+  const std::string tenant_;
+  const std::unique_ptr<WorkerProcess> process_;
+  uint64_t next_request_ = 1;  // under control_mu
+  std::atomic<bool> gone_{false};
+  std::mutex death_mu_;
+  bool ended_ = false;
+  WorkerDeath death_;
+};
 
 class ProcessInstance final : public ExecInstance {
  public:
-  ProcessInstance(ProcessExecutor* executor, std::unique_ptr<WorkerProcess> worker,
+  ProcessInstance(ProcessExecutor* executor, std::shared_ptr<BoundWorker> worker,
                   std::shared_ptr<LoadedVersion> version, std::byte* shm, size_t shm_bytes,
                   size_t output_offset);
   ~ProcessInstance() override;
@@ -80,26 +242,27 @@ class ProcessInstance final : public ExecInstance {
     return !broken_;
   }
   kchain::ExecMode exec_mode() const override { return mode_; }
+  uint64_t host() const override { return worker_->id(); }
 
  private:
-  // The worker is gone: reap it, count it, and describe what the invocation was doing.
-  Status Died(const std::string& cause_override = "", const std::string& reason_override = "");
+  // Posts `op` on the control page and waits for its reply (up to `timeout`; runs also watch
+  // the worker's memory). The reply, checked, lands in `ran` and the message (errors only) in
+  // `message`. A worker that dies, runs past the timeout or exceeds its memory is ended.
+  Status Call(Op op, uint64_t input_bytes, std::chrono::milliseconds timeout, worker::RanBody* ran,
+              std::string* message);
+  // The worker is gone: describe what this instance was doing, count the restart once.
+  Status Died(const std::string& reason = "", const std::string& cause = "");
   std::string StageName() const;
-  // Consumes the socket copies of replies that were taken from the control page.
-  void DrainStaleReplies();
-  // Sends `type` and waits for `want`, whose body is copied into `body`.
-  Status Request(MessageType type, MessageType want, void* body, size_t body_bytes, int timeout_ms);
 
   ProcessExecutor* executor_;
-  std::unique_ptr<WorkerProcess> worker_;
+  std::shared_ptr<BoundWorker> worker_;
   std::shared_ptr<LoadedVersion> version_;
   std::byte* shm_;
   size_t shm_bytes_;
   size_t output_offset_;
   bool broken_ = false;
   bool resident_ = true;
-  uint64_t sequence_ = 0;
-  int stale_replies_ = 0;  // socket copies of replies already taken from the control page
+  uint32_t sequence_ = 0;
   kchain::ExecMode mode_ = kchain::ExecMode::kDirect;
 };
 
@@ -113,8 +276,16 @@ class ProcessExecutor final : public Executor {
       stopping_ = true;
     }
     cv_.notify_all();
-    for (auto& t : spawners_) t.join();
+    janitor_cv_.notify_all();
+    for (auto& t : threads_) t.join();
     idle_.clear();  // kills the idle workers
+    std::vector<std::shared_ptr<BoundWorker>> bound;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [id, w] : workers_) bound.push_back(w);
+      workers_.clear();
+    }
+    for (auto& w : bound) w->End("", "");
   }
 
   Status Start() {
@@ -127,13 +298,35 @@ class ProcessExecutor final : public Executor {
     name_ = ready.device_name;
     total_memory_ = ready.total_memory_bytes;
     sandbox_ = SandboxText(ready);
+    if (options_.device_budget_bytes == 0) options_.device_budget_bytes = total_memory_ / 10 * 9;
+    const uint64_t free_with_one = ready.free_memory_bytes;
+    std::vector<std::unique_ptr<WorkerProcess>> started;
+    started.push_back(std::move(*first));
+    // A second one measures what a context costs: the free device memory it took.
+    if (options_.max_workers >= 2 && kind_ == DeviceKind::kCuda) {
+      auto second = WorkerProcess::Spawn(options_.launch);
+      if (second.ok()) {
+        const uint64_t free_with_two = (*second)->ready().free_memory_bytes;
+        if (free_with_one > free_with_two) context_bytes_ = free_with_one - free_with_two;
+        started.push_back(std::move(*second));
+      }
+      // Someone else's allocations can blur the difference: fall back to what the device
+      // had in use with one context, bounded.
+      if (context_bytes_ < (size_t{1} << 20) || context_bytes_ > (size_t{8} << 30)) {
+        context_bytes_ = std::min<size_t>(
+            total_memory_ - std::min<uint64_t>(free_with_one, total_memory_), size_t{8} << 30);
+      }
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
-      idle_.push_back(std::move(*first));
-      ++live_;
+      for (auto& w : started) {
+        idle_.push_back(std::move(w));
+        ++live_;
+      }
     }
     const int spawners = std::clamp(options_.prestarted_workers, 1, 4);
-    for (int i = 0; i < spawners; ++i) spawners_.emplace_back([this] { SpawnLoop(); });
+    for (int i = 0; i < spawners; ++i) threads_.emplace_back([this] { SpawnLoop(); });
+    threads_.emplace_back([this] { JanitorLoop(); });
     return Status();
   }
 
@@ -141,83 +334,110 @@ class ProcessExecutor final : public Executor {
   std::string device_name() const override { return name_; }
 
   StatusOr<std::shared_ptr<LoadedVersion>> Load(const StoredVersion& stored,
-                                                const kchain::Manifest& manifest) override {
-    auto version = std::make_shared<ProcessVersion>(stored.key, stored.record.version, manifest);
-    version->library_path = stored.library_path;
-    version->manifest_json = kchain::ManifestToJson(manifest);
-    auto manifest_fd = worker::SealedMemoryFile("kchain-manifest", version->manifest_json);
-    if (!manifest_fd.ok()) return manifest_fd.status();
-    version->manifest_fd = *manifest_fd;
-    version->library_fd = ::open(stored.library_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (version->library_fd < 0) {
-      return InternalError("cannot open '" + stored.library_path + "': " + std::strerror(errno));
+                                                const kchain::Manifest& manifest,
+                                                LoadPurpose purpose) override {
+    auto version =
+        std::make_shared<ProcessVersion>(this, next_function_id_.fetch_add(1), stored, manifest);
+    if (purpose == LoadPurpose::kRestore) {
+      // Validated when it was deployed, and stored files never change: check it here without
+      // running its code; it loads into a worker at its first cold start.
+      std::vector<std::string> kernels;
+      for (const auto& stage : manifest.spec.chain) kernels.push_back(stage.kernel);
+      std::sort(kernels.begin(), kernels.end());
+      kernels.erase(std::unique(kernels.begin(), kernels.end()), kernels.end());
+      KCHAIN_RETURN_IF_ERROR(kchain::InspectLibrary(stored.library_path, kind_, kernels));
+      return std::shared_ptr<LoadedVersion>(std::move(version));
     }
-    if (!stored.constants_path.empty()) {
-      version->constants_fd = ::open(stored.constants_path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (version->constants_fd < 0) {
-        return InternalError("cannot open '" + stored.constants_path +
-                             "': " + std::strerror(errno));
-      }
-    }
-    // Validate in a worker of its own, discarded afterwards: it has run the library's code.
-    KCHAIN_ASSIGN_OR_RETURN(auto worker, TakeWorker());
-    worker::LoadedBody loaded{};
-    Status status = SendLoad(*worker, *version, /*shm_fd=*/-1, 0, 0, &loaded);
-    if (status.ok()) {
-      version->library_load_us = loaded.library_us;
-      version->constants_load_us = loaded.constants_us;
-    }
-    worker->Stop(1000);
-    WorkerGone();
-    if (!status.ok()) return status;
+    // A deploy: load it for real, in a worker of its scope (where its instances will run and
+    // where only its own tenant can be harmed by what its constructors do); with the instance
+    // scope, in a worker of its own, retired afterwards.
+    KCHAIN_ASSIGN_OR_RETURN(auto worker, AcquireWorker(*version, /*reserve_instance=*/false));
+    double library_us = 0, constants_us = 0;
+    Status loaded =
+        EnsureLoaded(*worker, *version, /*validating=*/true, &library_us, &constants_us);
+    if (options_.scope == WorkerScope::kInstance) Retire(worker, "");
+    if (!loaded.ok()) return loaded;
+    version->library_load_us = library_us;
+    version->constants_load_us = constants_us;
     return std::shared_ptr<LoadedVersion>(std::move(version));
   }
 
   StatusOr<std::unique_ptr<ExecInstance>> CreateInstance(
-      const std::shared_ptr<LoadedVersion>& version, StartTimings* timings) override {
-    const auto& loaded_version = static_cast<const ProcessVersion&>(*version);
+      const std::shared_ptr<LoadedVersion>& loaded_version, StartTimings* timings) override {
+    const auto& version = static_cast<const ProcessVersion&>(*loaded_version);
     const auto start = Clock::now();
-    KCHAIN_ASSIGN_OR_RETURN(auto worker, TakeWorker());
+    KCHAIN_ASSIGN_OR_RETURN(auto worker, AcquireWorker(version, /*reserve_instance=*/true));
     timings->acquire_us = MicrosSince(start);
+    auto unreserve = [&] {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--worker->instances == 0) worker->empty_since = Clock::now();
+      cv_.notify_all();
+    };
+    double library_us = 0, constants_us = 0;
+    Status loaded =
+        EnsureLoaded(*worker, version, /*validating=*/false, &library_us, &constants_us);
+    if (!loaded.ok()) {
+      unreserve();
+      return loaded;
+    }
+    timings->library_us = library_us;
 
     // The instance's shared memory: a control page, then the input, then the output.
-    const FunctionSpec& spec = version->spec();
+    const FunctionSpec& spec = version.spec();
     const size_t output_offset = kPage + RoundUp(spec.max_input_bytes);
     const size_t shm_bytes = output_offset + RoundUp(spec.out_bytes);
     const int shm_fd = ::memfd_create("kchain-instance", MFD_CLOEXEC);
     if (shm_fd < 0 || ::ftruncate(shm_fd, static_cast<off_t>(shm_bytes)) != 0) {
+      const int err = errno;
       if (shm_fd >= 0) ::close(shm_fd);
-      WorkerGone();
+      unreserve();
       return ResourceExhaustedError(std::string("shared memory for an instance: ") +
-                                    std::strerror(errno));
+                                    std::strerror(err));
     }
     void* map = ::mmap(nullptr, shm_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, shm_fd, 0);
     if (map == MAP_FAILED) {
+      const int err = errno;
       ::close(shm_fd);
-      WorkerGone();
-      return ResourceExhaustedError(std::string("mmap: ") + std::strerror(errno));
+      unreserve();
+      return ResourceExhaustedError(std::string("mmap: ") + std::strerror(err));
     }
-    worker::LoadedBody loaded{};
-    Status status = SendLoad(*worker, loaded_version, shm_fd, shm_bytes, output_offset, &loaded);
+    worker::CreateBody body{};
+    body.function_id = version.id();
+    body.instance_id = next_instance_id_.fetch_add(1);
+    body.stage_timing_period = options_.stage_timing_period;
+    body.request_spin_us = static_cast<uint32_t>(options_.request_spin.count());
+    body.shm_bytes = shm_bytes;
+    body.input_offset = kPage;
+    body.output_offset = output_offset;
+    worker::CreatedBody created{};
+    ControlResult result;
+    {
+      std::lock_guard<std::mutex> control(worker->control_mu);
+      const int fds[] = {shm_fd};
+      result = worker->Control(MessageType::kCreate, &body, sizeof body, fds, MessageType::kCreated,
+                               &created, sizeof created, kControlTimeoutMs,
+                               "creating an instance of '" + version.key().name + "'");
+    }
     ::close(shm_fd);
-    if (!status.ok()) {
+    if (result.kind != ControlResult::Kind::kOk || created.instance_id != body.instance_id) {
       ::munmap(map, shm_bytes);
-      worker->Kill();
-      worker->Reap();
-      WorkerGone();
-      return status;
+      unreserve();
+      if (options_.scope == WorkerScope::kInstance) Retire(worker, "");
+      return CreateFailure(version, result);
     }
-    timings->library_us = loaded.library_us;
-    timings->create_us = loaded.create_us;
-    timings->constants_us = loaded.constants_us + loaded.upload_us;
-    resident_bytes_.fetch_add(version->instance_device_bytes());
-    return std::unique_ptr<ExecInstance>(new ProcessInstance(
-        this, std::move(worker), version, static_cast<std::byte*>(map), shm_bytes, output_offset));
+    timings->create_us = created.create_us >= 0 ? created.create_us : 0;
+    timings->constants_us = constants_us + (created.upload_us >= 0 ? created.upload_us : 0);
+    worker->declared_bytes.fetch_add(shm_bytes);
+    worker->last_used_ns.store(NowNs(), std::memory_order_relaxed);
+    resident_bytes_.fetch_add(version.instance_device_bytes());
+    return std::unique_ptr<ExecInstance>(
+        new ProcessInstance(this, std::move(worker), loaded_version, static_cast<std::byte*>(map),
+                            shm_bytes, output_offset));
   }
 
   bool Ready(std::string* why) const override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!idle_.empty() || last_spawn_error_.ok()) return true;
+    if (!idle_.empty() || !workers_.empty() || last_spawn_error_.ok()) return true;
     *why = "cannot start workers: " + last_spawn_error_.message();
     return false;
   }
@@ -225,26 +445,75 @@ class ProcessExecutor final : public Executor {
   size_t device_memory_in_use() const override { return resident_bytes_.load(); }
   size_t device_memory_total() const override { return total_memory_; }
 
+  size_t overhead_device_bytes() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return context_bytes_ * static_cast<size_t>(live_ + spawning_);
+  }
+
+  void SetHostReleaser(HostReleaser releaser) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    releaser_ = std::move(releaser);
+  }
+
+  size_t RetireIdleHosts(size_t bytes) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    size_t freed = 0;
+    while (freed < bytes && context_bytes_ > 0 && RetireLeastRecentlyUsed(lock, "memory_budget")) {
+      freed += context_bytes_;
+    }
+    return freed;
+  }
+
   ExecutorStats Stats() const override {
     ExecutorStats stats;
     stats.isolation = "process";
+    stats.worker_scope = std::string(WorkerScopeName(options_.scope));
     stats.sandbox = sandbox_;
+    const int64_t now = NowNs();
     std::lock_guard<std::mutex> lock(mu_);
     stats.workers_live = live_;
     stats.workers_idle = static_cast<int>(idle_.size());
+    stats.workers_bound = static_cast<int>(workers_.size());
+    stats.context_bytes = context_bytes_;
     for (const auto& [reason, n] : restarts_) stats.restarts.emplace_back(reason, n);
+    for (const auto& [reason, n] : evictions_) stats.evictions.emplace_back(reason, n);
     stats.last_restart = last_restart_;
+    for (const auto& [id, w] : workers_) {
+      WorkerInfo info;
+      info.id = id;
+      info.pid = w->pid();
+      info.tenant = w->tenant();
+      info.scope_key = w->key();
+      info.instances = w->instances;
+      info.functions = w->loaded_count.load(std::memory_order_relaxed);
+      info.idle_s =
+          static_cast<double>(now - w->last_used_ns.load(std::memory_order_relaxed)) / 1e9;
+      stats.workers.push_back(std::move(info));
+    }
     return stats;
   }
 
-  // Called by instances.
-  void WorkerGone() {
+  // --- Called by versions and instances ---
+
+  // A version is gone: unload it from the workers that have it (in the background).
+  void ForgetVersion(uint64_t id) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      --live_;
+      forgotten_.push_back(id);
+    }
+    janitor_cv_.notify_one();
+  }
+
+  void InstanceGone(BoundWorker& worker, bool resident, size_t device_bytes, size_t shm_bytes) {
+    if (resident) resident_bytes_.fetch_sub(device_bytes);
+    worker.declared_bytes.fetch_sub(std::min<uint64_t>(shm_bytes, worker.declared_bytes.load()));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--worker.instances == 0) worker.empty_since = Clock::now();
     }
     cv_.notify_all();
   }
+
   // last_restart is for admins, who see every tenant: it says whose function it was.
   void RecordRestart(const std::string& reason, const FunctionKey& key,
                      const std::string& description) {
@@ -272,13 +541,269 @@ class ProcessExecutor final : public Executor {
     return out;
   }
 
+  // What binds a worker: the scope the version's instances run in.
+  std::string KeyFor(const LoadedVersion& version) {
+    switch (options_.scope) {
+      case WorkerScope::kTenant:
+        return version.key().tenant;
+      case WorkerScope::kFunction:
+        return version.key().tenant + "/" + version.key().name;
+      case WorkerScope::kInstance:
+        break;
+    }
+    return version.key().tenant + "/" + version.key().name + "#" +
+           std::to_string(next_instance_id_.fetch_add(1));
+  }
+
+  // Workers allowed at once: --max-workers, and no more contexts than the budget holds.
+  int MaxWorkersLocked() const {
+    int limit = options_.max_workers;
+    if (context_bytes_ > 0 && options_.device_budget_bytes > 0) {
+      limit = std::min<int64_t>(
+          limit, std::max<int64_t>(
+                     1, static_cast<int64_t>(options_.device_budget_bytes / context_bytes_)));
+    }
+    return limit;
+  }
+
+  // A worker for `version`'s scope: one already bound to it, else a pre-initialized one
+  // bound now, else a new one (retiring the least recently used idle worker when the limit
+  // is reached or a context cannot be created). With `reserve_instance`, the worker counts
+  // one more instance before it is returned, so that it is not retired meanwhile.
+  StatusOr<std::shared_ptr<BoundWorker>> AcquireWorker(const LoadedVersion& version,
+                                                       bool reserve_instance) {
+    const std::string key = KeyFor(version);
+    const auto deadline =
+        Clock::now() + std::max(options_.run_timeout, std::chrono::milliseconds(kControlTimeoutMs));
+    std::unique_lock<std::mutex> lock(mu_);
+    int evictions_after_failure = 0;
+    while (true) {
+      if (stopping_) return UnavailableError("the server is shutting down");
+      // A worker of this scope, the least loaded; another is started only when the scope may
+      // have more and every one it has is hosting something.
+      std::shared_ptr<BoundWorker> best;
+      int count = 0;
+      for (auto [it, end] = by_key_.equal_range(key); it != end; ++it) {
+        const auto& w = workers_.at(it->second);
+        if (w->gone() || w->retired || w->releasing.load()) continue;
+        ++count;
+        if (best == nullptr || w->instances < best->instances) best = w;
+      }
+      if (best != nullptr && (count >= options_.workers_per_scope || best->instances == 0)) {
+        if (reserve_instance) ++best->instances;
+        best->last_used_ns.store(NowNs(), std::memory_order_relaxed);
+        return best;
+      }
+      // A new worker for the scope: a pre-initialized one if there is one.
+      if (!idle_.empty()) {
+        auto process = std::move(idle_.front());
+        idle_.pop_front();
+        auto bound = std::make_shared<BoundWorker>(next_worker_id_++, key, version.key().tenant,
+                                                   std::move(process));
+        workers_[bound->id()] = bound;
+        by_key_.emplace(key, bound->id());
+        if (reserve_instance) ++bound->instances;
+        cv_.notify_all();  // the pool has room to refill
+        return bound;
+      }
+      if (live_ + spawning_ < MaxWorkersLocked()) {
+        ++waiting_;
+        cv_.notify_all();
+        const uint64_t failures = spawn_failures_;
+        const bool woke = cv_.wait_until(lock, deadline, [&] {
+          return stopping_ || !idle_.empty() || spawn_failures_ != failures;
+        });
+        --waiting_;
+        if (!idle_.empty() || stopping_) continue;
+        if (spawn_failures_ != failures) {
+          // Often: no device memory left for another context. Make room, then try again.
+          if (evictions_after_failure++ < 3 && RetireLeastRecentlyUsed(lock, "device_memory")) {
+            continue;
+          }
+          return UnavailableError("cannot start a worker: " + last_spawn_error_.message());
+        }
+        if (!woke) return UnavailableError("no worker became ready in time");
+        continue;
+      }
+      // At the limit: retire the least recently used worker whose instances are all idle.
+      if (RetireLeastRecentlyUsed(lock, "max_workers")) continue;
+      // Every worker is busy: wait for one to finish something, up to the deadline.
+      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+        return ResourceExhaustedError("all " + std::to_string(MaxWorkersLocked()) +
+                                      " worker processes are busy (--max-workers)");
+      }
+    }
+  }
+
+  // Retires the least recently used bound worker whose instances are all idle (the
+  // scheduler drops them first). Called and returns with `lock` held (released meanwhile).
+  bool RetireLeastRecentlyUsed(std::unique_lock<std::mutex>& lock, const char* reason) {
+    std::vector<std::shared_ptr<BoundWorker>> candidates;
+    for (auto& [id, w] : workers_) {
+      if (!w->retired && !w->releasing.load()) candidates.push_back(w);
+    }
+    std::sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
+      return a->last_used_ns.load() < b->last_used_ns.load();
+    });
+    for (auto& w : candidates) {
+      if (w->retired) continue;
+      w->releasing.store(true);
+      HostReleaser releaser = releaser_;
+      lock.unlock();
+      const bool released = !releaser || releaser(w->id());
+      lock.lock();
+      if (released && w->instances == 0 && !w->retired) {
+        RetireLocked(w, reason);
+        lock.unlock();
+        w->End("", "");
+        lock.lock();
+        return true;
+      }
+      w->releasing.store(false);
+    }
+    return false;
+  }
+
+  // Takes `w` out of service (it ends outside the lock). `reason` counts an eviction.
+  void RetireLocked(const std::shared_ptr<BoundWorker>& w, const char* reason) {
+    w->retired = true;
+    workers_.erase(w->id());
+    for (auto [it, end] = by_key_.equal_range(w->key()); it != end; ++it) {
+      if (it->second == w->id()) {
+        by_key_.erase(it);
+        break;
+      }
+    }
+    --live_;
+    if (reason != nullptr && *reason != '\0') ++evictions_[reason];
+    cv_.notify_all();
+  }
+
+  void Retire(const std::shared_ptr<BoundWorker>& w, const char* reason) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (w->retired) return;
+      RetireLocked(w, reason);
+    }
+    w->End("", "");
+  }
+
+  // Loads `version` into `worker` unless it is there already.
+  Status EnsureLoaded(BoundWorker& worker, const ProcessVersion& version, bool validating,
+                      double* library_us, double* constants_us) {
+    std::lock_guard<std::mutex> control(worker.control_mu);
+    if (worker.loaded.count(version.id()) != 0) return Status();
+    const int library_fd = ::open(version.library_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (library_fd < 0) {
+      return InternalError("cannot open '" + version.library_path + "': " + std::strerror(errno));
+    }
+    int constants_fd = -1;
+    if (!version.constants_path.empty()) {
+      constants_fd = ::open(version.constants_path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (constants_fd < 0) {
+        const int err = errno;
+        ::close(library_fd);
+        return InternalError("cannot open '" + version.constants_path + "': " + std::strerror(err));
+      }
+    }
+    auto manifest_fd = worker::SealedMemoryFile("kchain-manifest", version.manifest_json);
+    if (!manifest_fd.ok()) {
+      ::close(library_fd);
+      if (constants_fd >= 0) ::close(constants_fd);
+      return manifest_fd.status();
+    }
+    worker::LoadBody body{};
+    body.function_id = version.id();
+    body.has_constants = constants_fd >= 0;
+    body.manifest_bytes = static_cast<uint32_t>(version.manifest_json.size());
+    std::vector<int> fds = {library_fd, *manifest_fd};
+    if (constants_fd >= 0) fds.push_back(constants_fd);
+    worker::LoadedBody loaded{};
+    const std::string doing =
+        "loading kernel library '" + version.library_path + "' (" + version.key().str() + ")";
+    ControlResult result =
+        worker.Control(MessageType::kLoad, &body, sizeof body, fds, MessageType::kLoaded, &loaded,
+                       sizeof loaded, kControlTimeoutMs, doing);
+    for (int fd : fds) ::close(fd);
+    switch (result.kind) {
+      case ControlResult::Kind::kOk:
+        if (loaded.function_id != version.id()) break;
+        worker.loaded.insert(version.id());
+        worker.loaded_count.store(static_cast<int>(worker.loaded.size()));
+        worker.declared_bytes.fetch_add(version.library_bytes + version.spec().constant_bytes);
+        *library_us = loaded.library_us >= 0 ? loaded.library_us : 0;
+        *constants_us = loaded.constants_us >= 0 ? loaded.constants_us : 0;
+        return Status();
+      case ControlResult::Kind::kReported:
+        return Status(result.status.code(), Relabel(result.status.message(), version.library_path));
+      case ControlResult::Kind::kDied:
+        return LoadDeathStatus(version, result, validating);
+      case ControlResult::Kind::kProtocol: {
+        // A library can write to the worker's socket from its constructors: at a deploy, a
+        // forged or malformed reply is the library's doing. At a cold start the library was
+        // validated; what broke the shared worker is its tenant's code, not the request.
+        const std::string what = "kernel library '" + version.library_path +
+                                 "' broke the worker protocol while loading (" +
+                                 result.status.message() + ")";
+        return validating ? InvalidArgumentError(what)
+                          : KernelError(
+                                "its worker broke the protocol while loading kernel "
+                                "library '" +
+                                version.library_path + "' for a cold start (" +
+                                result.status.message() + "); the worker is replaced");
+      }
+    }
+    worker.End("protocol", "was killed: it answered LOAD for another function");
+    return InternalError("the worker answered LOAD for another function");
+  }
+
+  // What a worker's death while loading means. At a deploy's validation, a crash is the
+  // library's doing (its constructors ran); at a cold start the library was validated, so a
+  // crash is its code failing (502), and a worker killed from outside (SIGKILL: the OOM
+  // killer, an operator) or gone silent is the server's problem (503), never the client's.
+  static Status LoadDeathStatus(const ProcessVersion& version, const ControlResult& result,
+                                bool validating) {
+    const std::string what = "kernel library '" + version.library_path + "'";
+    if (result.timed_out) {
+      return UnavailableError("the worker loading " + what + " " + result.death.description);
+    }
+    if (result.death.reason == "killed") {
+      return UnavailableError("the worker loading " + what + " " + result.death.description +
+                              " (not the library's doing as far as the server can tell); retry");
+    }
+    if (validating) {
+      return InvalidArgumentError(what + " killed the worker while loading: it " +
+                                  result.death.description);
+    }
+    return KernelError(what + " killed the worker while loading for a cold start: it " +
+                       result.death.description + "; the worker is replaced");
+  }
+
+  static Status CreateFailure(const ProcessVersion& version, const ControlResult& result) {
+    const std::string what = "starting an instance of '" + version.key().name + "'";
+    switch (result.kind) {
+      case ControlResult::Kind::kReported:
+        return result.status;
+      case ControlResult::Kind::kDied:
+        return result.death.reason == "killed" || result.timed_out
+                   ? UnavailableError("its worker " + result.death.description + " while " + what)
+                   : KernelError("its worker " + result.death.description + " while " + what);
+      case ControlResult::Kind::kProtocol:
+        return KernelError("its worker broke the protocol while " + what + " (" +
+                           result.status.message() + ")");
+      case ControlResult::Kind::kOk:
+        break;
+    }
+    return InternalError("the worker created another instance while " + what);
+  }
+
   // Keeps the idle pool at its target; spawns for callers waiting on an empty pool too.
   void SpawnLoop() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopping_) {
       const int want = options_.prestarted_workers + waiting_;
       if (static_cast<int>(idle_.size()) + spawning_ >= want ||
-          live_ + spawning_ >= options_.max_workers) {
+          live_ + spawning_ >= MaxWorkersLocked()) {
         cv_.wait(lock);
         continue;
       }
@@ -301,98 +826,40 @@ class ProcessExecutor final : public Executor {
     }
   }
 
-  StatusOr<std::unique_ptr<WorkerProcess>> TakeWorker() {
+  // Unloads forgotten versions from the workers that have them, and retires bound workers
+  // left with no instance for the idle TTL.
+  void JanitorLoop() {
     std::unique_lock<std::mutex> lock(mu_);
-    if (idle_.empty() && live_ + spawning_ >= options_.max_workers) {
-      return ResourceExhaustedError("all " + std::to_string(options_.max_workers) +
-                                    " worker processes are in use (--max-workers)");
-    }
-    ++waiting_;
-    cv_.notify_all();
-    const uint64_t failures = spawn_failures_;
-    const bool got = cv_.wait_for(lock, std::chrono::milliseconds(kLoadTimeoutMs), [&] {
-      return stopping_ || !idle_.empty() || spawn_failures_ != failures;
-    });
-    --waiting_;
-    if (stopping_) return UnavailableError("the server is shutting down");
-    if (idle_.empty()) {
-      return UnavailableError(got ? "cannot start a worker: " + last_spawn_error_.message()
-                                  : "no worker became ready in time");
-    }
-    auto worker = std::move(idle_.front());
-    idle_.pop_front();
-    cv_.notify_all();  // the pool has room to refill
-    return worker;
-  }
-
-  // What a worker's death while loading means. At a deploy's validation, a crash is the
-  // library's doing (its constructors ran); at a cold start the library was validated, so a
-  // crash is its code failing (502), and a worker killed from outside (SIGKILL: the OOM
-  // killer, an operator) or gone silent is the server's problem (503), never the client's.
-  static Status LoadDeathStatus(const ProcessVersion& version, const WorkerDeath& death,
-                                const Status& received, bool validating) {
-    const bool external = death.reason == "killed";
-    const std::string what = "kernel library '" + version.library_path + "'";
-    if (received.code() == StatusCode::kDeadlineExceeded) {
-      return UnavailableError("the worker loading " + what + " did not answer within " +
-                              std::to_string(kLoadTimeoutMs / 1000) + " s and was killed");
-    }
-    if (external) {
-      return UnavailableError("the worker loading " + what + " " + death.description +
-                              " (not the library's doing as far as the server can tell); retry");
-    }
-    if (validating) {
-      return InvalidArgumentError(what + " killed the worker while loading: it " +
-                                  death.description);
-    }
-    return KernelError(what + " killed the worker while loading for a cold start: it " +
-                       death.description + "; the worker is replaced");
-  }
-
-  Status SendLoad(WorkerProcess& worker, const ProcessVersion& version, int shm_fd,
-                  size_t shm_bytes, size_t output_offset, worker::LoadedBody* loaded) {
-    worker::LoadBody body{};
-    body.create_instance = shm_fd >= 0;
-    body.has_constants = version.constants_fd >= 0;
-    body.stage_timing_period = options_.stage_timing_period;
-    body.request_spin_us = static_cast<uint32_t>(options_.request_spin.count());
-    body.shm_bytes = shm_bytes;
-    body.input_offset = kPage;
-    body.output_offset = output_offset;
-    body.progress_offset = 0;
-    body.manifest_bytes = static_cast<uint32_t>(version.manifest_json.size());
-    std::vector<int> fds = {version.library_fd, version.manifest_fd};
-    if (version.constants_fd >= 0) fds.push_back(version.constants_fd);
-    if (shm_fd >= 0) fds.push_back(shm_fd);
-    worker::Channel& channel = worker.channel();
-    Status sent = channel.Send(MessageType::kLoad, &body, sizeof body, {}, fds);
-    Status received = sent.ok() ? channel.Receive(kLoadTimeoutMs) : sent;
-    if (!received.ok()) {
-      worker.Kill();
-      const WorkerDeath death = worker.Reap();
-      return LoadDeathStatus(version, death, received, /*validating=*/shm_fd < 0);
-    }
-    worker::Reply reply =
-        worker::DecodeReply(channel, MessageType::kLoaded, loaded, sizeof *loaded);
-    switch (reply.kind) {
-      case worker::Reply::Kind::kExpected:
-        if (!(loaded->library_us >= 0) || !(loaded->constants_us >= 0) ||
-            !(loaded->create_us >= 0) || !(loaded->upload_us >= 0)) {
-          *loaded = {};
+    while (!stopping_) {
+      janitor_cv_.wait_for(lock, std::chrono::milliseconds(500));
+      if (stopping_) break;
+      std::vector<uint64_t> forgotten;
+      forgotten.swap(forgotten_);
+      std::vector<std::shared_ptr<BoundWorker>> workers, expired;
+      const auto now = Clock::now();
+      for (auto& [id, w] : workers_) {
+        workers.push_back(w);
+        if (w->instances == 0 && !w->releasing.load() &&
+            now - w->empty_since >= options_.idle_worker_ttl) {
+          expired.push_back(w);
         }
-        return Status();
-      case worker::Reply::Kind::kError:
-        return Status(reply.status.code(), Relabel(reply.status.message(), version.library_path));
-      case worker::Reply::Kind::kMalformed:
-        break;
+      }
+      for (auto& w : expired) RetireLocked(w, "idle");
+      lock.unlock();
+      for (auto& w : expired) w->End("", "");
+      for (uint64_t id : forgotten) {
+        for (auto& w : workers) {
+          if (w->gone()) continue;
+          std::lock_guard<std::mutex> control(w->control_mu);
+          if (w->loaded.erase(id) == 0) continue;
+          w->loaded_count.store(static_cast<int>(w->loaded.size()));
+          worker::UnloadBody body{id};
+          (void)w->Control(MessageType::kUnload, &body, sizeof body, {}, MessageType::kUnloaded,
+                           nullptr, 0, kControlTimeoutMs, "unloading a function");
+        }
+      }
+      lock.lock();
     }
-    // A library can write to the worker's socket from its constructors: a forged or
-    // malformed reply is the library's doing, and the worker is not trusted again.
-    worker.Kill();
-    worker.Reap();
-    return InvalidArgumentError("kernel library '" + version.library_path +
-                                "' broke the worker protocol while loading (" +
-                                reply.status.message() + ")");
   }
 
   ProcessExecutorOptions options_;
@@ -400,25 +867,37 @@ class ProcessExecutor final : public Executor {
   std::string name_;
   std::string sandbox_;
   size_t total_memory_ = 0;
+  size_t context_bytes_ = 0;  // set at Start()
   std::atomic<size_t> resident_bytes_{0};
+  std::atomic<uint64_t> next_function_id_{1};
+  std::atomic<uint64_t> next_instance_id_{1};
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable janitor_cv_;
   std::deque<std::unique_ptr<WorkerProcess>> idle_;
-  int live_ = 0;
+  std::map<uint64_t, std::shared_ptr<BoundWorker>> workers_;  // bound, by id
+  std::multimap<std::string, uint64_t> by_key_;               // bound, by scope key
+  uint64_t next_worker_id_ = 1;
+  int live_ = 0;  // idle and bound
   int spawning_ = 0;
   int waiting_ = 0;
   uint64_t spawn_failures_ = 0;
   Status last_spawn_error_;
   bool stopping_ = false;
+  HostReleaser releaser_;
+  std::vector<uint64_t> forgotten_;
   std::map<std::string, uint64_t> restarts_;
+  std::map<std::string, uint64_t> evictions_;
   std::string last_restart_;
-  std::vector<std::thread> spawners_;
+  std::vector<std::thread> threads_;
 };
+
+ProcessVersion::~ProcessVersion() { executor_->ForgetVersion(id_); }
 
 // --- ProcessInstance ---
 
-ProcessInstance::ProcessInstance(ProcessExecutor* executor, std::unique_ptr<WorkerProcess> worker,
+ProcessInstance::ProcessInstance(ProcessExecutor* executor, std::shared_ptr<BoundWorker> worker,
                                  std::shared_ptr<LoadedVersion> version, std::byte* shm,
                                  size_t shm_bytes, size_t output_offset)
     : executor_(executor),
@@ -429,151 +908,137 @@ ProcessInstance::ProcessInstance(ProcessExecutor* executor, std::unique_ptr<Work
       output_offset_(output_offset) {}
 
 ProcessInstance::~ProcessInstance() {
-  if (!broken_) worker_->Stop(1000);
-  if (resident_)
-    executor_->ResidentChange(-static_cast<int64_t>(version_->instance_device_bytes()));
-  worker_.reset();
+  // A retiring worker is about to end: its instances need no DESTROY each.
+  if (!broken_ && !worker_->gone() && !worker_->releasing.load()) {
+    worker::RanBody ran{};
+    std::string message;
+    (void)Call(Op::kDestroy, 0, std::chrono::milliseconds(kDestroyTimeoutMs), &ran, &message);
+  }
   ::munmap(shm_, shm_bytes_);
-  executor_->WorkerGone();
+  executor_->InstanceGone(*worker_, resident_, version_->instance_device_bytes(), shm_bytes_);
 }
 
 std::string ProcessInstance::StageName() const {
-  const auto* progress = reinterpret_cast<const std::atomic<uint32_t>*>(shm_);
-  const uint32_t stage = progress->load(std::memory_order_relaxed);
+  const uint32_t stage = worker::PageWord(shm_, worker::kControlProgressOffset).load();
   const auto& chain = version_->spec().chain;
   if (stage == 0 || stage > chain.size()) return "chain " + kchain::ChainToString(version_->spec());
   return "kernel '" + chain[stage - 1].kernel + "' (stage " + std::to_string(stage) + " of " +
          std::to_string(chain.size()) + ")";
 }
 
-Status ProcessInstance::Died(const std::string& cause_override,
-                             const std::string& reason_override) {
-  // A worker that broke the protocol may still run: it is never waited for, only ended.
-  // (A worker that already died keeps its own cause: SIGKILL does nothing to a zombie.)
-  worker_->Kill();
-  const WorkerDeath death = worker_->Reap();
+Status ProcessInstance::Died(const std::string& reason, const std::string& cause) {
   broken_ = true;
-  const std::string reason = reason_override.empty() ? death.reason : reason_override;
-  const std::string cause =
-      cause_override.empty() ? "its worker " + death.description : cause_override;
-  const std::string message = StageName() + " of '" + version_->key().name + "' failed: " + cause +
+  const auto [death, first] = worker_->End(reason, cause);
+  const std::string message = StageName() + " of '" + version_->key().name +
+                              "' failed: its worker " + death.description +
                               "; the worker is replaced";
-  executor_->RecordRestart(reason, version_->key(), message);
+  // One restart per worker, counted by whoever saw it first.
+  if (first) executor_->RecordRestart(death.reason, version_->key(), message);
   return KernelError(message);
 }
 
-void ProcessInstance::DrainStaleReplies() {
-  worker::Channel& channel = worker_->channel();
-  while (stale_replies_ > 0 && channel.TryReceive().ok()) --stale_replies_;
-}
-
-Status ProcessInstance::Run(size_t input_bytes, kchain::RunTimings* timings) {
+Status ProcessInstance::Call(Op op, uint64_t input_bytes, std::chrono::milliseconds timeout,
+                             worker::RanBody* ran, std::string* message) {
+  using worker::PageWord;
   if (broken_) return UnavailableError("this instance's worker is gone");
-  worker::Channel& channel = worker_->channel();
-  DrainStaleReplies();
-  const worker::RunBody body{input_bytes, ++sequence_};
-  // Post the request on the control page; wake the worker through the socket only if it is
-  // not spinning there (the other half of the handshake in the worker's SpinForRequests).
-  reinterpret_cast<std::atomic<uint64_t>*>(shm_ + worker::kControlRequestBytesOffset)
-      ->store(input_bytes, std::memory_order_relaxed);
-  reinterpret_cast<std::atomic<uint64_t>*>(shm_ + worker::kControlRequestSequenceOffset)
-      ->store(sequence_, std::memory_order_seq_cst);
-  const bool spinning =
-      reinterpret_cast<std::atomic<uint32_t>*>(shm_ + worker::kControlWorkerSpinningOffset)
-          ->load(std::memory_order_seq_cst) != 0;
-  if (!spinning && !channel.Send(MessageType::kRun, &body, sizeof body).ok()) return Died();
+  if (++sequence_ == 0) ++sequence_;  // 0 is the page's initial value: never a request
+  const uint32_t seq = sequence_;
+  worker::PageWord64(shm_, worker::kControlRequestBytesOffset)
+      .store(input_bytes, std::memory_order_relaxed);
+  PageWord(shm_, worker::kControlRequestOpOffset)
+      .store(static_cast<uint32_t>(op), std::memory_order_relaxed);
+  auto& requested = PageWord(shm_, worker::kControlRequestSequenceOffset);
+  requested.store(seq, std::memory_order_seq_cst);
+  if (PageWord(shm_, worker::kControlWorkerSleepingOffset).load(std::memory_order_seq_cst) != 0) {
+    worker::FutexWake(&requested);
+  }
 
   const auto& options = executor_->options();
   const auto started = Clock::now();
-  // The reply, copied out of the control page or the socket before anything in it is
-  // believed: the worker may rewrite shared memory at any moment.
-  worker::RanBody ran{};
-  bool replied = false;
+  auto& replied = PageWord(shm_, worker::kControlReplySequenceOffset);
   // Short runs: spin on the control page.
-  const auto* reply_sequence =
-      reinterpret_cast<const std::atomic<uint64_t>*>(shm_ + worker::kControlReplySequenceOffset);
+  bool done = false;
   const auto spin_until = started + options.reply_spin;
   while (true) {
-    if (reply_sequence->load(std::memory_order_acquire) == sequence_) {
-      std::memcpy(&ran, shm_ + worker::kControlReplyOffset, sizeof ran);
-      ++stale_replies_;
-      replied = true;
+    if (replied.load(std::memory_order_acquire) == seq) {
+      done = true;
       break;
     }
     if (Clock::now() >= spin_until) break;
     worker::CpuRelax();
   }
-
-  std::string socket_text;  // the error message, when the reply came by socket
-  if (!replied) {
-    // Longer runs: sleep on the socket, watching the worker's memory every 20 ms.
-    const auto deadline = started + options.run_timeout;
-    const uint64_t rss_limit =
-        options.memory_limit_bytes == 0
-            ? 0
-            : worker_->ready().baseline_rss_bytes + options.memory_limit_bytes;
-    int slice_ms = 5;
+  if (!done) {
+    // Longer ones: sleep on the futex, watching the worker and its memory every 20 ms.
+    const auto deadline = started + timeout;
+    const uint64_t limit = options.memory_limit_bytes;
+    auto& waiting = PageWord(shm_, worker::kControlGatewayWaitingOffset);
+    waiting.store(1, std::memory_order_seq_cst);
+    int slice_ms = 2;
     while (true) {
+      const uint32_t now_replied = replied.load(std::memory_order_seq_cst);
+      if (now_replied == seq) break;
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      Status received =
-          channel.Receive(static_cast<int>(std::clamp<int64_t>(left.count(), 0, slice_ms)));
-      if (received.ok()) {
-        worker::RanBody copy{};
-        if (channel.type() == MessageType::kRan && channel.CopyBody(&copy) &&
-            copy.sequence < sequence_ && stale_replies_ > 0) {
-          --stale_replies_;  // an older run's copy
-          continue;
-        }
-        break;
+      worker::FutexWait(&replied, now_replied,
+                        static_cast<int>(std::clamp<int64_t>(left.count(), 1, slice_ms)));
+      slice_ms = 20;
+      if (replied.load(std::memory_order_acquire) == seq) break;
+      if (!worker_->Alive()) {
+        waiting.store(0, std::memory_order_relaxed);
+        return Died();
       }
-      if (received.code() != StatusCode::kDeadlineExceeded) return Died();
-      if (rss_limit != 0) {
+      if (op == Op::kRun && limit != 0) {
         const uint64_t rss = worker_->ResidentBytes();
+        const uint64_t rss_limit = worker_->baseline_rss() + worker_->declared_bytes.load() + limit;
         if (rss > rss_limit) {
-          worker_->Kill();
-          return Died("its worker exceeded its memory limit (" + std::to_string(rss >> 20) +
-                          " MiB resident, limit " + std::to_string(rss_limit >> 20) +
-                          " MiB) and was killed",
-                      "memory_limit");
+          waiting.store(0, std::memory_order_relaxed);
+          return Died("memory_limit", "exceeded its memory limit (" + std::to_string(rss >> 20) +
+                                          " MiB resident, limit " +
+                                          std::to_string(rss_limit >> 20) + " MiB) while " +
+                                          StageName() + " of '" + version_->key().name +
+                                          "' ran, and was killed");
         }
       }
       if (Clock::now() >= deadline) {
-        worker_->Kill();
+        waiting.store(0, std::memory_order_relaxed);
         const Status died =
-            Died("it did not finish within the invocation timeout (" +
-                     std::to_string(options.run_timeout.count()) + " ms); its worker was killed",
-                 "timeout");
+            Died("timeout", "was killed: " + StageName() + " of '" + version_->key().name +
+                                "' did not finish within the invocation timeout (" +
+                                std::to_string(timeout.count()) + " ms)");
         return DeadlineExceededError(died.message());
       }
-      slice_ms = 20;
     }
-    worker::Reply reply = worker::DecodeReply(channel, MessageType::kRan, &ran, sizeof ran);
-    if (reply.kind == worker::Reply::Kind::kError) {
-      // An error in reply to RUN is not in the protocol for a loaded worker, except that a
-      // broken device context may be reported this way: either way, the worker is done.
-      worker_->Kill();
-      return Died("its worker reported instead of running: " + reply.status.message(), "protocol");
-    }
-    if (reply.kind == worker::Reply::Kind::kMalformed || ran.sequence != sequence_) {
-      worker_->Kill();
-      return Died("its worker replied out of turn (" +
-                      (reply.kind == worker::Reply::Kind::kMalformed
-                           ? reply.status.message()
-                           : "sequence " + std::to_string(ran.sequence) + ", expected " +
-                                 std::to_string(sequence_)) +
-                      ")",
-                  "protocol");
-    }
-    socket_text = std::move(reply.text);
+    waiting.store(0, std::memory_order_relaxed);
   }
-  if (Status valid = worker::CheckRan(ran); !valid.ok() || ran.sequence != sequence_) {
-    worker_->Kill();
-    return Died("its worker's reply was malformed (" +
-                    (valid.ok() ? std::string("wrong sequence number") : valid.message()) + ")",
-                "protocol");
+  // The reply, copied out of shared memory before anything in it is believed.
+  std::memcpy(ran, shm_ + worker::kControlReplyOffset, sizeof *ran);
+  if (Status valid = worker::CheckRan(*ran);
+      !valid.ok() || ran->sequence != seq || ran->op != static_cast<uint32_t>(op)) {
+    return Died("protocol", "was killed: its reply was malformed (" +
+                                (valid.ok() ? std::string("another request's") : valid.message()) +
+                                ")");
   }
+  if (ran->status_code != 0) *message = worker::ControlPageText(shm_);
+  if (ran->broken) {
+    // The device context in the worker is gone; the worker exits. Only this worker, though.
+    broken_ = true;
+    const auto [death, first] =
+        worker_->End("device_fault", "lost its device context: " + *message);
+    (void)death;
+    *message +=
+        " (only this worker's device context was lost: the worker is replaced, other "
+        "workers' functions are unaffected)";
+    if (first) executor_->RecordRestart("device_fault", version_->key(), *message);
+  }
+  return Status();
+}
 
+Status ProcessInstance::Run(size_t input_bytes, kchain::RunTimings* timings) {
+  worker::RanBody ran{};
+  std::string message;
+  KCHAIN_RETURN_IF_ERROR(
+      Call(Op::kRun, input_bytes, executor_->options().run_timeout, &ran, &message));
+  worker_->last_used_ns.store(NowNs(), std::memory_order_relaxed);
   mode_ = static_cast<kchain::ExecMode>(ran.mode);
   if (timings != nullptr) {
     timings->mode = mode_;
@@ -584,67 +1049,20 @@ Status ProcessInstance::Run(size_t input_bytes, kchain::RunTimings* timings) {
     timings->total_us = ran.total_us;
   }
   if (ran.status_code == 0) return Status();
-  // The message (error path only): from the control page, within its bounds, or the socket.
-  std::string message = replied ? worker::ControlPageText(shm_) : std::move(socket_text);
   // The worker knows its library as /proc/self/fd/N; say which stored library it is.
-  Status status(
+  return Status(
       worker::WorkerErrorCode(ran.status_code),
       Relabel(std::move(message), static_cast<const ProcessVersion&>(*version_).library_path));
-  if (ran.broken) {
-    // The device context in the worker is gone; the worker exits. Only this worker, though.
-    status = Status(status.code(), status.message() +
-                                       " (only this worker's device context was lost: the "
-                                       "worker is replaced, other functions are unaffected)");
-    broken_ = true;
-    worker_->Kill();
-    worker_->Reap();
-    executor_->RecordRestart("device_fault", version_->key(), status.message());
-  }
-  return status;
-}
-
-Status ProcessInstance::Request(MessageType type, MessageType want, void* body, size_t body_bytes,
-                                int timeout_ms) {
-  worker::Channel& channel = worker_->channel();
-  DrainStaleReplies();
-  if (!channel.Send(type, nullptr, 0).ok()) {
-    worker_->Kill();
-    return Died();
-  }
-  Status received = channel.Receive(timeout_ms);
-  worker::RanBody late{};
-  while (received.ok() && channel.type() == MessageType::kRan && stale_replies_ > 0 &&
-         channel.CopyBody(&late) && late.sequence <= sequence_) {
-    --stale_replies_;  // a run's copy that arrived late
-    received = channel.Receive(timeout_ms);
-  }
-  if (!received.ok()) {
-    worker_->Kill();
-    return Died();
-  }
-  worker::Reply reply = worker::DecodeReply(channel, want, body, body_bytes);
-  switch (reply.kind) {
-    case worker::Reply::Kind::kExpected:
-      return Status();
-    case worker::Reply::Kind::kError:
-      if (reply.broken) {
-        broken_ = true;
-        worker_->Kill();
-        worker_->Reap();
-      }
-      return reply.status;
-    case worker::Reply::Kind::kMalformed:
-      break;
-  }
-  worker_->Kill();
-  return Died("its worker replied out of turn (" + reply.status.message() + ")", "protocol");
 }
 
 Status ProcessInstance::Park() {
   if (broken_) return UnavailableError("this instance's worker is gone");
   if (!resident_) return Status();
+  worker::RanBody ran{};
+  std::string message;
   KCHAIN_RETURN_IF_ERROR(
-      Request(MessageType::kPark, MessageType::kParked, nullptr, 0, kLoadTimeoutMs));
+      Call(Op::kPark, 0, std::chrono::milliseconds(kControlTimeoutMs), &ran, &message));
+  if (ran.status_code != 0) return Status(worker::WorkerErrorCode(ran.status_code), message);
   resident_ = false;
   executor_->ResidentChange(-static_cast<int64_t>(version_->instance_device_bytes()));
   return Status();
@@ -653,19 +1071,39 @@ Status ProcessInstance::Park() {
 Status ProcessInstance::Wake(StartTimings* timings) {
   if (broken_) return UnavailableError("this instance's worker is gone");
   if (resident_) return Status();
-  worker::WokenBody woken{};
+  worker::RanBody ran{};
+  std::string message;
   KCHAIN_RETURN_IF_ERROR(
-      Request(MessageType::kWake, MessageType::kWoken, &woken, sizeof woken, kLoadTimeoutMs));
-  if (woken.create_us >= 0 && woken.upload_us >= 0) {
-    timings->create_us = woken.create_us;
-    timings->constants_us = woken.upload_us;
-  }
+      Call(Op::kWake, 0, std::chrono::milliseconds(kControlTimeoutMs), &ran, &message));
+  if (ran.status_code != 0) return Status(worker::WorkerErrorCode(ran.status_code), message);
+  timings->create_us = ran.create_us;
+  timings->constants_us = ran.upload_us;
   resident_ = true;
   executor_->ResidentChange(static_cast<int64_t>(version_->instance_device_bytes()));
+  worker_->last_used_ns.store(NowNs(), std::memory_order_relaxed);
   return Status();
 }
 
 }  // namespace
+
+std::string_view WorkerScopeName(WorkerScope scope) {
+  switch (scope) {
+    case WorkerScope::kTenant:
+      return "tenant";
+    case WorkerScope::kFunction:
+      return "function";
+    case WorkerScope::kInstance:
+      return "instance";
+  }
+  return "tenant";
+}
+
+StatusOr<WorkerScope> ParseWorkerScope(std::string_view name) {
+  if (name == "tenant") return WorkerScope::kTenant;
+  if (name == "function") return WorkerScope::kFunction;
+  if (name == "instance") return WorkerScope::kInstance;
+  return InvalidArgumentError("'" + std::string(name) + "' is not tenant, function or instance");
+}
 
 StatusOr<std::unique_ptr<Executor>> MakeProcessExecutor(ProcessExecutorOptions options) {
   auto executor = std::make_unique<ProcessExecutor>(std::move(options));

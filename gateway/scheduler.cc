@@ -83,10 +83,12 @@ void* Scheduler::Lease::function_data() const { return slot_->pool->function_dat
 
 Scheduler::Scheduler(Executor* executor, SchedulerOptions options)
     : executor_(executor), options_(options) {
+  executor_->SetHostReleaser([this](uint64_t host) { return DropIdleOnHost(host); });
   reaper_ = std::thread([this] { ReaperLoop(); });
 }
 
 Scheduler::~Scheduler() {
+  executor_->SetHostReleaser(nullptr);
   std::vector<std::unique_ptr<Slot>> doomed;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -165,8 +167,55 @@ bool Scheduler::Reload(const FunctionKey& key) {
   return true;
 }
 
+void Scheduler::MarkBusyLocked(const Slot& slot) {
+  const uint64_t host = slot.instance->host();
+  if (host != 0) ++busy_by_host_[host];
+}
+
+void Scheduler::UnmarkBusyLocked(const Slot& slot) {
+  const uint64_t host = slot.instance->host();
+  if (host == 0) return;
+  auto it = busy_by_host_.find(host);
+  if (it != busy_by_host_.end() && --it->second <= 0) busy_by_host_.erase(it);
+}
+
+bool Scheduler::DropIdleOnHost(uint64_t host) {
+  std::vector<std::unique_ptr<Slot>> doomed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto busy = busy_by_host_.find(host); busy != busy_by_host_.end() && busy->second > 0) {
+      return false;
+    }
+    for (auto& [key, pool] : pools_) {
+      for (auto* list : {&pool->idle_resident, &pool->idle_parked}) {
+        for (auto it = list->begin(); it != list->end();) {
+          if ((*it)->instance->host() != host) {
+            ++it;
+            continue;
+          }
+          Slot& slot = **it;
+          if (list == &pool->idle_resident) {
+            lru_.erase(slot.lru_pos);
+            resident_bytes_ -= slot.bytes;
+          }
+          --pool->total;
+          ++pool->counters.retired;
+          doomed.push_back(std::move(*it));
+          it = list->erase(it);
+          pool->cv.notify_one();  // a waiter may now create an instance elsewhere
+        }
+      }
+    }
+  }
+  return true;  // `doomed` is destroyed here, outside the lock
+}
+
 Status Scheduler::ReserveLocked(size_t bytes, std::vector<std::unique_ptr<Slot>>* victims) {
-  const size_t budget = options_.memory_budget_bytes;
+  const size_t overhead = executor_->overhead_device_bytes();
+  const size_t budget = options_.memory_budget_bytes == 0 ? 0
+                        : options_.memory_budget_bytes > overhead
+                            ? options_.memory_budget_bytes - overhead
+                            : 1;  // contexts hold it all: nothing fits until one is retired
   if (budget != 0) {
     if (bytes > budget) {
       return ResourceExhaustedError("an instance needs " + Bytes(bytes) +
@@ -243,6 +292,7 @@ StatusOr<Scheduler::Lease> Scheduler::Acquire(const FunctionKey& key) {
   if (found == pools_.end()) return NotFoundError("no function '" + key.name + "'");
   std::shared_ptr<Pool> pool = found->second;
   bool queued = false;
+  bool retired_hosts = false;
 
   while (true) {
     if (pool->removed) return NotFoundError("function '" + key.name + "' was deleted");
@@ -262,6 +312,7 @@ StatusOr<Scheduler::Lease> Scheduler::Acquire(const FunctionKey& key) {
         continue;
       }
       ++pool->busy;
+      MarkBusyLocked(*slot);
       ++pool->counters.starts[static_cast<int>(StartType::kHot)];
       return Lease(this, std::move(slot), StartType::kHot, MicrosSince(start), {});
     }
@@ -278,10 +329,13 @@ StatusOr<Scheduler::Lease> Scheduler::Acquire(const FunctionKey& key) {
       std::vector<std::unique_ptr<Slot>> victims;
       Status reserved = ReserveLocked(slot->bytes, &victims);
       if (!reserved.ok()) {
+        const size_t bytes = slot->bytes;
         pool->idle_parked.push_back(std::move(slot));
+        if (RetireHostsForRoomOnce(lock, bytes, &retired_hosts)) continue;
         return reserved;
       }
       ++pool->busy;
+      MarkBusyLocked(*slot);
       const double queue_us = MicrosSince(start);
       lock.unlock();
       ParkVictims(std::move(victims));
@@ -289,6 +343,7 @@ StatusOr<Scheduler::Lease> Scheduler::Acquire(const FunctionKey& key) {
       Status woke = slot->instance->Wake(&timings);
       if (!woke.ok()) {
         lock.lock();
+        UnmarkBusyLocked(*slot);
         --pool->busy;
         --pool->total;
         resident_bytes_ -= slot->bytes;
@@ -308,7 +363,11 @@ StatusOr<Scheduler::Lease> Scheduler::Acquire(const FunctionKey& key) {
       std::shared_ptr<LoadedVersion> version = pool->current;
       const size_t bytes = version->instance_device_bytes();
       std::vector<std::unique_ptr<Slot>> victims;
-      KCHAIN_RETURN_IF_ERROR(ReserveLocked(bytes, &victims));
+      Status reserved = ReserveLocked(bytes, &victims);
+      if (!reserved.ok()) {
+        if (RetireHostsForRoomOnce(lock, bytes, &retired_hosts)) continue;
+        return reserved;
+      }
       ++pool->total;
       ++pool->busy;
       const double queue_us = MicrosSince(start);
@@ -332,6 +391,7 @@ StatusOr<Scheduler::Lease> Scheduler::Acquire(const FunctionKey& key) {
       slot->bytes = bytes;
       slot->resident = true;
       lock.lock();
+      MarkBusyLocked(*slot);
       ++pool->counters.starts[static_cast<int>(StartType::kCold)];
       lock.unlock();
       return Lease(this, std::move(slot), StartType::kCold, queue_us, timings);
@@ -359,12 +419,27 @@ StatusOr<Scheduler::Lease> Scheduler::Acquire(const FunctionKey& key) {
   }
 }
 
+bool Scheduler::RetireHostsForRoomOnce(std::unique_lock<std::mutex>& lock, size_t bytes,
+                                       bool* retried) {
+  // Worker contexts share the budget with instances: when idle workers hold what an instance
+  // needs, retire some (outside the lock: the executor calls back into DropIdleOnHost).
+  if (*retried || options_.memory_budget_bytes == 0 || executor_->overhead_device_bytes() == 0) {
+    return false;
+  }
+  *retried = true;
+  lock.unlock();
+  const size_t freed = executor_->RetireIdleHosts(bytes);
+  lock.lock();
+  return freed > 0;
+}
+
 void Scheduler::Release(std::unique_ptr<Slot> slot) {
   std::unique_ptr<Slot> doomed;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Pool& pool = *slot->pool;
     --pool.busy;
+    UnmarkBusyLocked(*slot);
     if (slot->instance->broken() || pool.removed || pool.unloaded ||
         slot->version != pool.current || stopping_) {
       --pool.total;

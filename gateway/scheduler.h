@@ -51,6 +51,7 @@ struct PoolStats {
   uint64_t starts[3] = {0, 0, 0};  // by StartType
   uint64_t parks = 0;              // instances parked to make room or on request
   uint64_t expired = 0;            // parked instances destroyed after the TTL
+  uint64_t retired = 0;            // idle instances dropped because their worker was retired
   bool unloaded = false;           // Unload()ed: invocations get kUnavailable
 };
 
@@ -117,6 +118,11 @@ class Scheduler {
   // Parks every idle resident instance of `key`; returns how many.
   int ParkIdle(const FunctionKey& key);
 
+  // Drops every idle instance (resident or parked) that runs on `host` (ExecInstance::host())
+  // and returns true, or returns false and drops nothing when one on it is busy. The executor
+  // calls this before it retires a worker process.
+  bool DropIdleOnHost(uint64_t host);
+
   PoolStats Stats(const FunctionKey& key) const;
   std::vector<std::pair<FunctionKey, PoolStats>> AllStats() const;
   // Device bytes held by resident instances (and reserved for ones being brought up).
@@ -129,9 +135,18 @@ class Scheduler {
 
  private:
   void Release(std::unique_ptr<Slot> slot);
-  // Picks idle resident instances to park so that `bytes` more fit the budget, and reserves
-  // the bytes. Called with mu_ held. kResourceExhausted when busy instances hold too much.
+  // Picks idle resident instances to park so that `bytes` more fit the budget (which the
+  // executor's own overhead, worker contexts, shares), and reserves the bytes. Called with mu_
+  // held. kResourceExhausted when busy instances hold too much.
   Status ReserveLocked(size_t bytes, std::vector<std::unique_ptr<Slot>>* victims);
+  // Hands out `slot` for a lease (counts it busy on its host), and takes it back. Called with
+  // mu_ held.
+  void MarkBusyLocked(const Slot& slot);
+  void UnmarkBusyLocked(const Slot& slot);
+  // When the budget refused `bytes` and idle worker processes hold part of it, retires some of
+  // them (once per acquire: `*retried`), releasing and retaking `lock`. True when any room was
+  // made (the caller then looks again from the start, since the lock was released).
+  bool RetireHostsForRoomOnce(std::unique_lock<std::mutex>& lock, size_t bytes, bool* retried);
   // Parks `victims` (outside the lock) and files them as parked.
   void ParkVictims(std::vector<std::unique_ptr<Slot>> victims);
   // Takes every idle slot of `pool` out (to destroy them). Called with mu_ held.
@@ -144,6 +159,7 @@ class Scheduler {
   mutable std::mutex mu_;
   std::map<FunctionKey, std::shared_ptr<Pool>> pools_;
   std::list<Slot*> lru_;  // idle resident slots of all functions, least recently used first
+  std::map<uint64_t, int> busy_by_host_;  // leases out, by the host their instance runs on
   size_t resident_bytes_ = 0;
   bool shutting_down_ = false;
   bool stopping_ = false;

@@ -61,7 +61,7 @@ void Service::LoadStoredFunctions() {
                                        : StatusOr<kchain::Manifest>(manifest_text.status());
     Status status = manifest.status();
     if (manifest.ok()) {
-      auto loaded = executor_->Load(version, *manifest);
+      auto loaded = executor_->Load(version, *manifest, LoadPurpose::kRestore);
       status = loaded.status();
       if (loaded.ok()) {
         entry.loaded = *loaded;
@@ -147,7 +147,7 @@ StatusOr<Service::DeployResult> Service::Deploy(const FunctionKey& key,
     release_claim();
     return staged.status();
   }
-  auto loaded = executor_->Load(*staged, manifest);
+  auto loaded = executor_->Load(*staged, manifest, LoadPurpose::kDeploy);
   if (!loaded.ok()) {
     store_->RemoveVersion(key, version);
     release_claim();

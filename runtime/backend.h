@@ -30,6 +30,9 @@ class Backend {
   virtual DeviceKind kind() const = 0;
   virtual std::string name() const = 0;
   virtual DeviceLimits limits() const = 0;
+  // Device memory free now, as the device tells it (every process's use counted); the host
+  // backend answers its total less what this process allocated through it.
+  virtual size_t free_memory_bytes() { return limits().total_memory_bytes - memory_in_use(); }
 
   // Makes the device current on the calling thread. Cheap when it already is.
   virtual Status Activate() = 0;

@@ -81,6 +81,12 @@ class CudaBackend final : public Backend {
   std::string name() const override { return name_; }
   DeviceLimits limits() const override { return limits_; }
 
+  size_t free_memory_bytes() override {
+    size_t free = 0, total = 0;
+    if (!Activate().ok() || cudaMemGetInfo(&free, &total) != cudaSuccess) return 0;
+    return free;
+  }
+
   Status Activate() override {
     // The current device is per thread; remember it to keep this off the hot path.
     thread_local int current = -1;

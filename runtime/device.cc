@@ -74,5 +74,6 @@ StatusOr<Device::HostRegistration> Device::RegisterHostMemory(void* ptr, size_t 
 bool Device::broken() const { return backend_->broken(); }
 std::string Device::broken_reason() const { return backend_->broken_reason(); }
 size_t Device::memory_in_use() const { return backend_->memory_in_use(); }
+size_t Device::free_memory_bytes() const { return backend_->free_memory_bytes(); }
 
 }  // namespace kchain

@@ -1,13 +1,16 @@
 #include "gateway/worker/protocol.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <string>
 
@@ -24,12 +27,13 @@ Channel::~Channel() {
 }
 
 Status Channel::Send(MessageType type, const void* body, size_t body_bytes, std::string_view text,
-                     std::span<const int> fds) {
+                     std::span<const int> fds, uint64_t request_id) {
   if (sizeof(Header) + body_bytes > kMaxMessageBytes || fds.size() > kMaxFds) {
     return InternalError("worker message too large");
   }
   text = text.substr(0, kMaxMessageBytes - sizeof(Header) - body_bytes);
-  Header header{static_cast<uint32_t>(type), static_cast<uint32_t>(body_bytes + text.size())};
+  Header header{static_cast<uint32_t>(type), static_cast<uint32_t>(body_bytes + text.size()),
+                request_id};
   iovec iov[3] = {{&header, sizeof header},
                   {const_cast<void*>(body), body_bytes},
                   {const_cast<char*>(text.data()), text.size()}};
@@ -65,13 +69,15 @@ Status Channel::TryReceive() {
   received_ = 0;
   ssize_t got;
   do {
-    got = ::recv(fd_, buffer_.data(), buffer_.size(), MSG_DONTWAIT);
+    // MSG_TRUNC: the record's real length, so that one longer than the buffer is refused (as
+    // Receive does) rather than taken as its first kMaxMessageBytes.
+    got = ::recv(fd_, buffer_.data(), buffer_.size(), MSG_DONTWAIT | MSG_TRUNC);
   } while (got < 0 && errno == EINTR);
   if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     return DeadlineExceededError("no message waiting");
   }
   if (got <= 0) return UnavailableError("the worker closed its socket");
-  if (static_cast<size_t>(got) < sizeof(Header) ||
+  if (static_cast<size_t>(got) > buffer_.size() || static_cast<size_t>(got) < sizeof(Header) ||
       header().body_bytes != static_cast<size_t>(got) - sizeof(Header)) {
     return InternalError("malformed message from the worker");
   }
@@ -101,27 +107,33 @@ Status Channel::Receive(int timeout_ms, std::vector<int>* fds) {
   do {
     got = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
   } while (got < 0 && errno == EINTR);
-  if (got == 0 || (got < 0 && (errno == ECONNRESET || errno == ENOTCONN))) {
-    return UnavailableError("the worker closed its socket");
-  }
-  if (got < 0) return InternalError(std::string("recvmsg from worker: ") + std::strerror(errno));
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < n; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      if (fds != nullptr) {
-        fds->push_back(fd);
-      } else {
-        ::close(fd);
+  const int error = got < 0 ? errno : 0;
+  const bool good = got > 0 && (msg.msg_flags & MSG_TRUNC) == 0 &&
+                    static_cast<size_t>(got) >= sizeof(Header) &&
+                    header().body_bytes == static_cast<size_t>(got) - sizeof(Header);
+  // Descriptors ride with any record, an empty or malformed one too (a SOCK_SEQPACKET record
+  // of 0 bytes reads like end-of-file): only a good message's go to the caller, the rest are
+  // closed, or every such record would leak some.
+  if (got >= 0) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < n; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        if (good && fds != nullptr) {
+          fds->push_back(fd);
+        } else {
+          ::close(fd);
+        }
       }
     }
   }
-  if ((msg.msg_flags & MSG_TRUNC) != 0 || static_cast<size_t>(got) < sizeof(Header) ||
-      header().body_bytes != static_cast<size_t>(got) - sizeof(Header)) {
-    return InternalError("malformed message from the worker");
+  if (got == 0 || (got < 0 && (error == ECONNRESET || error == ENOTCONN))) {
+    return UnavailableError("the worker closed its socket");
   }
+  if (got < 0) return InternalError(std::string("recvmsg from worker: ") + std::strerror(error));
+  if (!good) return InternalError("malformed message from the worker");
   received_ = static_cast<size_t>(got);
   return Status();
 }
@@ -148,9 +160,16 @@ StatusCode WorkerErrorCode(uint32_t raw) {
   return static_cast<StatusCode>(raw);
 }
 
-Reply DecodeReply(const Channel& channel, MessageType expected, void* body, size_t body_bytes) {
+Reply DecodeReply(const Channel& channel, MessageType expected, void* body, size_t body_bytes,
+                  uint64_t request_id) {
   Reply reply;
   const size_t got = channel.body_bytes();
+  if (request_id != kAnyRequest && channel.request_id() != request_id) {
+    reply.status =
+        InternalError("the worker answered request " + std::to_string(channel.request_id()) +
+                      " where request " + std::to_string(request_id) + " was waiting");
+    return reply;
+  }
   if (channel.type() == MessageType::kError) {
     ErrorBody error{};
     if (!channel.CopyBody(&error) || error.broken > 1) {
@@ -191,10 +210,11 @@ Status CheckRan(const RanBody& ran) {
   if (ran.status_code > static_cast<uint32_t>(StatusCode::kInternal)) {
     return InternalError("the worker reported status code " + std::to_string(ran.status_code));
   }
-  if (ran.mode > 1 || ran.stages_timed > 1 || ran.broken > 1) {
+  if (ran.mode > 1 || ran.stages_timed > 1 || ran.broken > 1 || ran.op < 1 || ran.op > 4) {
     return InternalError("the worker's reply has flags out of range");
   }
-  for (double t : {ran.input_copy_us, ran.chain_us, ran.output_copy_us, ran.total_us}) {
+  for (double t : {ran.input_copy_us, ran.chain_us, ran.output_copy_us, ran.total_us, ran.create_us,
+                   ran.upload_us}) {
     // Within a day in microseconds; NaN fails both comparisons.
     if (!(t >= 0 && t <= 86400e6)) return InternalError("the worker's reply has a bad timing");
   }
@@ -268,6 +288,19 @@ StatusOr<std::string> ReadWholeFd(int fd, size_t limit, std::string_view what) {
   }
   out.resize(done);
   return out;
+}
+
+void FutexWait(std::atomic<uint32_t>* word, uint32_t expected, int timeout_ms) {
+  timespec timeout{timeout_ms / 1000, static_cast<long>(timeout_ms % 1000) * 1000000L};
+  // Shared, not FUTEX_PRIVATE: the word is in memory two processes map. EINTR, EAGAIN (the
+  // value changed) and ETIMEDOUT all mean the same to callers: look again.
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected,
+            timeout_ms < 0 ? nullptr : &timeout, nullptr, 0);
+}
+
+void FutexWake(std::atomic<uint32_t>* word) {
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr,
+            0);
 }
 
 Status MakeSocketPair(int fds[2]) {

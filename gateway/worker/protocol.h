@@ -1,18 +1,26 @@
-// The gateway <-> kchain-worker protocol.
+// The gateway <-> kchain-worker protocol (version 3).
 //
-// Control messages travel over a SOCK_SEQPACKET Unix socket pair (message boundaries are
-// kept; the worker's end is its fd 3). Payloads never do: each instance's input and output
-// live in a shared-memory file (memfd) that both processes map, and that the worker registers
-// as page-locked, so input and output bytes cross the process boundary exactly once.
+// A worker hosts the instances of one scope (a tenant, by default) on one device: many
+// functions loaded, many instances, each with its own stream, buffers and CUDA graph, and a
+// thread of its own in the worker, so that instances run at the same time.
 //
-// Every message is a fixed header and a fixed-size body, optionally followed by text (a
-// manifest, an error message). File descriptors (the library opened read-only, the constants,
-// the shared memory) ride along as SCM_RIGHTS. No JSON, no allocation on the run path.
+// Two channels:
+//  - Control messages (load or unload a function, create an instance, exit) travel over a
+//    SOCK_SEQPACKET Unix socket pair (message boundaries kept; the worker's end is its fd 3),
+//    one request and its reply at a time; the reply echoes the request's id. File
+//    descriptors (the library opened read-only, the manifest and constants in sealed memory
+//    files, an instance's shared memory) ride along as SCM_RIGHTS.
+//  - Each instance's requests (run, park, wake, destroy) and replies travel on the first
+//    page of its shared memory (memfd), the control page below, with futexes to wake the side
+//    that sleeps. Input and output live in the same shared memory, which the worker registers
+//    as page-locked, so input and output bytes cross the process boundary exactly once.
 //
-// Thread-safety: a Channel is used by one thread at a time.
+// No JSON, no allocation on the run path. Thread-safety: a Channel is used by one thread at a
+// time; a control page has one gateway thread and one worker thread.
 #ifndef KCHAIN_GATEWAY_WORKER_PROTOCOL_H_
 #define KCHAIN_GATEWAY_WORKER_PROTOCOL_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -25,7 +33,7 @@
 
 namespace kchain::worker {
 
-inline constexpr uint32_t kProtocolVersion = 2;
+inline constexpr uint32_t kProtocolVersion = 3;
 // The worker's end of the socket pair.
 inline constexpr int kWorkerSocketFd = 3;
 // Largest message: header, body and trailing text (error messages are cut to fit).
@@ -33,14 +41,12 @@ inline constexpr size_t kMaxMessageBytes = 64 * 1024;
 
 enum class MessageType : uint32_t {
   kReady = 1,  // worker -> gateway, once, after start-up: ReadyBody
-  kLoad,       // gateway -> worker: LoadBody; fds: library, manifest[, constants][, shm]
+  kLoad,       // gateway -> worker: LoadBody; fds: library, manifest[, constants]
   kLoaded,     // worker -> gateway: LoadedBody
-  kRun,        // gateway -> worker: RunBody
-  kRan,        // worker -> gateway: RanBody [+ error message]
-  kPark,       // gateway -> worker: no body
-  kParked,     // worker -> gateway: no body
-  kWake,       // gateway -> worker: no body
-  kWoken,      // worker -> gateway: WokenBody
+  kUnload,     // gateway -> worker: UnloadBody
+  kUnloaded,   // worker -> gateway: no body
+  kCreate,     // gateway -> worker: CreateBody; fds: the instance's shared memory
+  kCreated,    // worker -> gateway: CreatedBody
   kError,      // worker -> gateway, in reply to anything: ErrorBody + message
   kExit,       // gateway -> worker: no body; the worker exits 0
 };
@@ -48,6 +54,7 @@ enum class MessageType : uint32_t {
 struct Header {
   uint32_t type;
   uint32_t body_bytes;  // everything after the header
+  uint64_t request_id;  // set by the gateway; a reply carries its request's
 };
 
 // Sandbox measures the worker could apply (bits of ReadyBody::sandbox).
@@ -68,85 +75,117 @@ struct ReadyBody {
   int32_t max_grid_size;
   uint64_t total_memory_bytes;
   uint64_t max_buffer_bytes;
+  uint64_t free_memory_bytes;   // device memory free once this worker's context exists
   uint64_t baseline_rss_bytes;  // resident memory once ready (CUDA context and runtime)
   double init_us;               // start-up, device context creation included
   char device_name[256];
   char sandbox_notes[512];  // why a measure is missing, where one is
 };
 
+// LOAD: loads (and validates) a function version under the gateway's id for it.
 struct LoadBody {
-  uint32_t create_instance;  // 0: only load and validate (a deploy check)
-  uint32_t has_constants;    // a constants fd follows the library fd
-  uint32_t stage_timing_period;
-  uint32_t graph_disabled;
-  uint32_t request_spin_us;  // how long to spin on the control page for the next run
-  uint32_t manifest_bytes;   // length of the manifest in its memory file
-  uint64_t shm_bytes;        // size of the shared memory (create_instance only)
-  uint64_t input_offset;     // where the input staging starts in it
-  uint64_t output_offset;    // where the output staging starts in it
-  uint64_t progress_offset;  // a uint32 the worker sets to the running stage + 1
-  // The canonical manifest JSON travels in a sealed memory file (an fd), so that manifests of
-  // any valid size reach the worker whole.
+  uint64_t function_id;
+  uint32_t has_constants;   // a constants fd follows the manifest fd
+  uint32_t manifest_bytes;  // length of the manifest in its memory file
 };
 
 struct LoadedBody {
-  double library_us;    // dlopen and checks
+  uint64_t function_id;
+  double library_us;    // reading, checking, copying and dlopen
   double constants_us;  // reading the constants into pinned memory
-  double create_us;     // instance: stream, buffers (constants upload excluded)
-  double upload_us;     // constants upload
 };
 
-struct RunBody {
-  uint64_t input_bytes;
-  uint64_t sequence;
+struct UnloadBody {
+  uint64_t function_id;
 };
 
-struct RanBody {
-  uint64_t sequence;
-  uint32_t status_code;  // kchain::StatusCode
-  uint32_t mode;         // kchain::ExecMode
-  uint32_t stages_timed;
-  uint32_t broken;  // the worker's device context is gone; it will exit after replying
-  double input_copy_us;
-  double chain_us;
-  double output_copy_us;
-  double total_us;
-  // Followed by the error message when status_code != 0.
+// CREATE: a new instance of a loaded function, in the shared memory passed along.
+struct CreateBody {
+  uint64_t function_id;
+  uint64_t instance_id;
+  uint32_t stage_timing_period;
+  uint32_t graph_disabled;
+  uint32_t request_spin_us;  // how long the instance's thread spins for its next request
+  uint32_t reserved;
+  uint64_t shm_bytes;      // size of the shared memory
+  uint64_t input_offset;   // where the input staging starts in it
+  uint64_t output_offset;  // where the output staging starts in it
 };
 
-// The first page of an instance's shared memory: the control page.
-//   [0, 4)        the running stage + 1 (written by the runtime before each launcher)
-//   [64, 72)      the sequence number of the last finished run (release-stored by the worker
-//                 after the RanBody below), so that the gateway can spin on it instead of
-//                 sleeping on the socket for short runs
-//   [72, 80)      the sequence number of the latest run requested (stored by the gateway
-//                 after the input and [80, 88)), for a worker spinning between runs
-//   [80, 88)      that run's input length
-//   [88, 92)      1 while the worker spins for requests (then the gateway need not wake it
-//                 through the socket), 0 while it sleeps on the socket
-//   [128, ...)    the RanBody of the last finished run
-//   [512, 4096)   its error message, NUL-terminated
-inline constexpr size_t kControlProgressOffset = 0;
-inline constexpr size_t kControlReplySequenceOffset = 64;
-inline constexpr size_t kControlRequestSequenceOffset = 72;
-inline constexpr size_t kControlRequestBytesOffset = 80;
-inline constexpr size_t kControlWorkerSpinningOffset = 88;
-inline constexpr size_t kControlReplyOffset = 128;
-inline constexpr size_t kControlMessageOffset = 512;
-inline constexpr size_t kControlPageBytes = 4096;
-
-static_assert(sizeof(RanBody) <= kControlMessageOffset - kControlReplyOffset);
-
-struct WokenBody {
-  double create_us;
-  double upload_us;
+struct CreatedBody {
+  uint64_t instance_id;
+  double create_us;  // stream, buffers (constants upload excluded)
+  double upload_us;  // constants upload
 };
 
 struct ErrorBody {
   uint32_t status_code;
-  uint32_t broken;
+  uint32_t broken;  // the worker's device context is gone; it exits
   // Followed by the message.
 };
+
+// --- An instance's control page: the first page of its shared memory ---
+//
+//   [0, 4)        the running stage + 1 (the runtime stores it before each launcher)
+//   [64, 68)      request sequence number (the gateway stores it after the fields below; a
+//                 futex the instance's thread sleeps on)
+//   [68, 72)      request operation (Op)
+//   [72, 80)      request input length (runs)
+//   [80, 84)      1 while the instance's thread sleeps on the request futex
+//   [128, 132)    reply sequence number (the worker stores it after the reply; a futex the
+//                 gateway's waiting thread sleeps on)
+//   [132, 136)    1 while a gateway thread sleeps on the reply futex
+//   [192, ...)    the RanBody of the latest reply
+//   [512, 4096)   its error message, NUL-terminated
+// Requests and replies sit on different cache lines. Each side stores its flag before it
+// looks at the other's sequence, and the other stores its sequence before it looks at the
+// flag, so a wake-up is never lost: a side that finds the flag down knows the sleeper will
+// see the new sequence before it sleeps (FUTEX_WAIT checks the value atomically).
+enum class Op : uint32_t { kRun = 1, kPark = 2, kWake = 3, kDestroy = 4 };
+
+inline constexpr size_t kControlProgressOffset = 0;
+inline constexpr size_t kControlRequestSequenceOffset = 64;
+inline constexpr size_t kControlRequestOpOffset = 68;
+inline constexpr size_t kControlRequestBytesOffset = 72;
+inline constexpr size_t kControlWorkerSleepingOffset = 80;
+inline constexpr size_t kControlReplySequenceOffset = 128;
+inline constexpr size_t kControlGatewayWaitingOffset = 132;
+inline constexpr size_t kControlReplyOffset = 192;
+inline constexpr size_t kControlMessageOffset = 512;
+inline constexpr size_t kControlPageBytes = 4096;
+
+// The reply to any instance request.
+struct RanBody {
+  uint32_t sequence;     // the request's
+  uint32_t op;           // the request's
+  uint32_t status_code;  // kchain::StatusCode
+  uint32_t mode;         // kchain::ExecMode (runs)
+  uint32_t stages_timed;
+  uint32_t broken;  // the worker's device context is gone; it exits after replying
+  double input_copy_us;
+  double chain_us;
+  double output_copy_us;
+  double total_us;
+  double create_us;  // wake: buffers re-allocated
+  double upload_us;  // wake: constants re-uploaded
+};
+
+static_assert(sizeof(RanBody) <= kControlMessageOffset - kControlReplyOffset);
+
+// A 32-bit word of a control page, as an atomic.
+inline std::atomic<uint32_t>& PageWord(std::byte* page, size_t offset) {
+  return *reinterpret_cast<std::atomic<uint32_t>*>(page + offset);
+}
+inline std::atomic<uint64_t>& PageWord64(std::byte* page, size_t offset) {
+  return *reinterpret_cast<std::atomic<uint64_t>*>(page + offset);
+}
+
+// Sleeps while `*word == expected`, up to `timeout_ms` (-1: no limit). Shared futexes: the
+// word lives in memory two processes map. Returns when woken, on timeout, or at once when
+// the value differs; callers look at the word again.
+void FutexWait(std::atomic<uint32_t>* word, uint32_t expected, int timeout_ms);
+// Wakes every thread sleeping on `word`.
+void FutexWake(std::atomic<uint32_t>* word);
 
 // A hint to the processor inside a spin loop (x86 PAUSE, Arm YIELD), so that a spinning
 // thread yields its core's resources to its sibling.
@@ -191,12 +230,17 @@ struct Reply {
 
 class Channel;
 
-// Decodes the last message received on `channel`, expecting `expected` with a body of
-// exactly `body_bytes` bytes (optionally followed by text), copied into `body`.
-Reply DecodeReply(const Channel& channel, MessageType expected, void* body, size_t body_bytes);
+// Means "any request id" to DecodeReply (the READY message answers no request).
+inline constexpr uint64_t kAnyRequest = ~uint64_t{0};
 
-// Checks a RanBody (copied out of the control page or a message): its codes and flags are
-// in range and its timings finite and non-negative. kInternal naming the bad field.
+// Decodes the last message received on `channel` as the reply to request `request_id`,
+// expecting `expected` with a body of at least `body_bytes` bytes (optionally followed by
+// text), copied into `body`. A reply to another request is malformed.
+Reply DecodeReply(const Channel& channel, MessageType expected, void* body, size_t body_bytes,
+                  uint64_t request_id = kAnyRequest);
+
+// Checks a RanBody copied out of the control page: its codes and flags are in range and its
+// timings finite and non-negative. kInternal naming the bad field.
 Status CheckRan(const RanBody& ran);
 
 // The NUL-terminated message on an instance's control page, read within the page's bounds
@@ -221,7 +265,7 @@ class Channel {
   // Sends one message. `text` is appended after the body (cut to fit kMaxMessageBytes).
   // kUnavailable when the peer is gone.
   Status Send(MessageType type, const void* body, size_t body_bytes, std::string_view text = {},
-              std::span<const int> fds = {});
+              std::span<const int> fds = {}, uint64_t request_id = 0);
 
   // Takes one message if one is waiting; kDeadlineExceeded if none is (one syscall).
   Status TryReceive();
@@ -232,6 +276,7 @@ class Channel {
   Status Receive(int timeout_ms, std::vector<int>* fds = nullptr);
 
   MessageType type() const { return static_cast<MessageType>(header().type); }
+  uint64_t request_id() const { return header().request_id; }
   // Copies the fixed body of the last message into `out` when it has at least sizeof(T)
   // bytes; false otherwise (and `out` is left alone).
   template <typename T>

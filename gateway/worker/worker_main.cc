@@ -1,11 +1,15 @@
-// kchain-worker: hosts one instance of one tenant's function, in its own process with its
-// own device context, for the gateway (--isolation=process). Started by the gateway, never
-// by hand: it speaks the protocol in protocol.h on fd 3.
+// kchain-worker: hosts the instances of one scope (by default one tenant) on one device, in
+// its own process with its own device context, for the gateway (--isolation=process). Started
+// by the gateway, never by hand: it speaks the protocol in protocol.h on fd 3.
 //
 // Life: sandbox step 1 (network namespace, working directory, limits) -> open the device
 // (a CUDA context: the slow part, done before any tenant is known, so that a pool of these
-// can wait ready) -> seccomp -> READY -> LOAD (binds it to one function of one tenant for
-// good) -> RUN / PARK / WAKE ... -> EXIT, or death, which the gateway reports and replaces.
+// can wait ready) -> seccomp -> READY -> the first LOAD binds it to its scope for good ->
+// LOAD / UNLOAD / CREATE ... -> EXIT, or death, which the gateway reports and replaces.
+//
+// Threads: the main thread serves control messages, one at a time; every instance has a
+// thread of its own that serves its control page (runs, park, wake, destroy), so instances
+// run at the same time and loading a function never stalls the ones running.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -17,9 +21,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <list>
+#include <map>
 #include <memory>
-#include <optional>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "gateway/worker/protocol.h"
 #include "gateway/worker/sandbox.h"
@@ -51,9 +58,137 @@ struct Options {
   SandboxOptions sandbox;
 };
 
+// One instance: its shared memory (control page, input, output), the runtime's Instance, and
+// the thread that serves its control page until it is destroyed.
+class InstanceHost {
+ public:
+  InstanceHost(std::byte* shm, size_t shm_bytes, Device::HostRegistration registration,
+               std::unique_ptr<Instance> instance, std::shared_ptr<Device> device,
+               uint32_t request_spin_us)
+      : shm_(shm),
+        shm_bytes_(shm_bytes),
+        registration_(std::move(registration)),
+        instance_(std::move(instance)),
+        device_(std::move(device)),
+        request_spin_us_(request_spin_us) {}
+
+  ~InstanceHost() {
+    if (thread_.joinable()) thread_.join();
+    instance_.reset();
+    registration_ = Device::HostRegistration();
+    ::munmap(shm_, shm_bytes_);
+  }
+
+  void Start() {
+    thread_ = std::thread([this] { Serve(); });
+  }
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<uint32_t>& Word(size_t offset) { return PageWord(shm_, offset); }
+
+  // The next request's sequence number: spins a while, then sleeps on the futex.
+  uint32_t WaitForRequest(uint32_t handled) {
+    auto& requested = Word(kControlRequestSequenceOffset);
+    auto& sleeping = Word(kControlWorkerSleepingOffset);
+    const auto spin_until = Clock::now() + std::chrono::microseconds(request_spin_us_);
+    do {
+      const uint32_t seq = requested.load(std::memory_order_acquire);
+      if (seq != handled) return seq;
+      CpuRelax();
+    } while (request_spin_us_ != 0 && Clock::now() < spin_until);
+    while (true) {
+      sleeping.store(1, std::memory_order_seq_cst);
+      const uint32_t seq = requested.load(std::memory_order_seq_cst);
+      if (seq != handled) {
+        sleeping.store(0, std::memory_order_relaxed);
+        return seq;
+      }
+      FutexWait(&requested, handled, -1);
+    }
+  }
+
+  void Serve() {
+    // The page starts zeroed and the gateway's first request is 1 (never 0): a request posted
+    // before this thread got here is still seen as new.
+    uint32_t handled = 0;
+    while (true) {
+      const uint32_t seq = WaitForRequest(handled);
+      handled = seq;
+      const auto op =
+          static_cast<Op>(Word(kControlRequestOpOffset).load(std::memory_order_relaxed));
+      const uint64_t bytes =
+          PageWord64(shm_, kControlRequestBytesOffset).load(std::memory_order_relaxed);
+      RanBody ran{};
+      ran.sequence = seq;
+      ran.op = static_cast<uint32_t>(op);
+      Status status;
+      switch (op) {
+        case Op::kRun: {
+          RunTimings timings;
+          status = instance_->RunStaged(bytes, &timings);
+          ran.mode = static_cast<uint32_t>(timings.mode);
+          ran.stages_timed = timings.stages_timed;
+          ran.input_copy_us = timings.input_copy_us;
+          ran.chain_us = timings.chain_us;
+          ran.output_copy_us = timings.output_copy_us;
+          ran.total_us = timings.total_us;
+          break;
+        }
+        case Op::kPark:
+          status = instance_->Park();
+          break;
+        case Op::kWake:
+          status = instance_->Wake();
+          if (status.ok()) {
+            ran.upload_us = instance_->timings().constants_upload_us;
+            ran.create_us = instance_->timings().wake_us - ran.upload_us;
+          }
+          break;
+        case Op::kDestroy:
+          instance_.reset();  // frees its device memory before the reply says so
+          break;
+        default:
+          status = InternalError("unknown request " + std::to_string(static_cast<uint32_t>(op)));
+      }
+      ran.status_code = static_cast<uint32_t>(status.code());
+      // A broken device context cannot be recovered in this process: report, then exit.
+      ran.broken = device_->broken() ||
+                   (instance_ != nullptr && instance_->state() == InstanceState::kBroken);
+      Reply(ran, status);
+      if (ran.broken) ::_exit(3);
+      if (op == Op::kDestroy) break;
+    }
+    finished_.store(true, std::memory_order_release);
+  }
+
+  // The reply goes to the control page; a gateway thread sleeping on it is woken.
+  void Reply(const RanBody& ran, const Status& status) {
+    const std::string& message = status.message();
+    const size_t text = std::min(message.size(), kControlPageBytes - kControlMessageOffset - 1);
+    std::memcpy(shm_ + kControlMessageOffset, message.data(), text);
+    shm_[kControlMessageOffset + text] = std::byte{0};
+    std::memcpy(shm_ + kControlReplyOffset, &ran, sizeof ran);
+    auto& replied = Word(kControlReplySequenceOffset);
+    replied.store(ran.sequence, std::memory_order_seq_cst);
+    if (Word(kControlGatewayWaitingOffset).load(std::memory_order_seq_cst) != 0) {
+      FutexWake(&replied);
+    }
+  }
+
+  std::byte* shm_;
+  size_t shm_bytes_;
+  Device::HostRegistration registration_;
+  std::unique_ptr<Instance> instance_;
+  std::shared_ptr<Device> device_;
+  uint32_t request_spin_us_;
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
+
 class Worker {
  public:
-  Worker(const Options& options) : options_(options), channel_(kWorkerSocketFd) {}
+  explicit Worker(const Options& options) : options_(options), channel_(kWorkerSocketFd) {}
 
   int Run() {
     ReadyBody ready{};
@@ -78,96 +213,44 @@ class Worker {
     ready.max_grid_size = device_->limits().max_grid_size;
     ready.total_memory_bytes = device_->limits().total_memory_bytes;
     ready.max_buffer_bytes = device_->limits().max_buffer_bytes;
+    ready.free_memory_bytes = device_->free_memory_bytes();
     ready.baseline_rss_bytes = ResidentBytes();
     std::snprintf(ready.device_name, sizeof ready.device_name, "%s", device_->name().c_str());
     std::snprintf(ready.sandbox_notes, sizeof ready.sandbox_notes, "%s", notes.c_str());
     if (!channel_.Send(MessageType::kReady, &ready, sizeof ready).ok()) return 1;
 
     while (true) {
-      // Between runs, spin a while on the control page: a request posted there is taken
-      // without the gateway having to wake this process through the socket.
-      if (instance_ != nullptr && request_spin_us_ != 0) {
-        Status spun = SpinForRequests();
-        if (!spun.ok() || exit_after_reply_) return exit_after_reply_ ? 3 : 1;
-      }
       std::vector<int> fds;
       Status received = channel_.Receive(-1, &fds);
-      if (!received.ok()) return 0;  // the gateway is gone
+      if (!received.ok()) {
+        if (received.code() == StatusCode::kUnavailable) return 0;  // the gateway is gone
+        continue;  // a malformed message: nothing to answer
+      }
+      request_id_ = channel_.request_id();
+      ReapFinishedInstances();
       Status handled;
       switch (channel_.type()) {
         case MessageType::kLoad:
           handled = HandleLoad(fds);
           break;
-        case MessageType::kRun: {
-          RunBody body{};
-          if (!channel_.CopyBody(&body) || instance_ == nullptr) {
-            handled =
-                SendError(instance_ != nullptr ? InternalError("malformed RUN") : NoInstance());
-          } else if (body.sequence > handled_sequence_) {
-            handled = HandleRun(body.sequence, body.input_bytes);
-          }  // else: the socket copy of a run already taken from the control page
+        case MessageType::kUnload:
+          handled = HandleUnload();
           break;
-        }
-        case MessageType::kPark:
-          handled = Reply(instance_ ? instance_->Park() : NoInstance(), MessageType::kParked);
-          break;
-        case MessageType::kWake:
-          handled = HandleWake();
+        case MessageType::kCreate:
+          handled = HandleCreate(fds);
           break;
         case MessageType::kExit:
-          return 0;
+          // Instances' threads may be mid-wait: leave without running destructors.
+          ::_exit(0);
         default:
           handled = SendError(InternalError("unexpected message"));
       }
       for (int fd : fds) ::close(fd);  // whatever a handler did not keep
-      if (!handled.ok() || exit_after_reply_) return exit_after_reply_ ? 3 : 1;
+      if (!handled.ok() || exit_after_reply_) ::_exit(exit_after_reply_ ? 3 : 1);
     }
   }
 
  private:
-  std::atomic<uint64_t>& Control64(size_t offset) {
-    return *reinterpret_cast<std::atomic<uint64_t>*>(shm_ + offset);
-  }
-  std::atomic<uint32_t>& Control32(size_t offset) {
-    return *reinterpret_cast<std::atomic<uint32_t>*>(shm_ + offset);
-  }
-
-  // Takes runs posted on the control page for request_spin_us_ after the last one. The flag
-  // and the sequence are sequentially consistent on both sides (a Dekker handshake): either
-  // this side sees the request before it stops spinning, or the gateway sees that it stopped
-  // and sends the request through the socket.
-  Status SpinForRequests() {
-    auto& requested = Control64(kControlRequestSequenceOffset);
-    auto& spinning = Control32(kControlWorkerSpinningOffset);
-    spinning.store(1, std::memory_order_seq_cst);
-    auto until = Clock::now() + std::chrono::microseconds(request_spin_us_);
-    while (true) {
-      if (requested.load(std::memory_order_seq_cst) > handled_sequence_) {
-        KCHAIN_RETURN_IF_ERROR(RunFromControlPage());
-        if (exit_after_reply_) break;
-        until = Clock::now() + std::chrono::microseconds(request_spin_us_);
-        continue;
-      }
-      if (Clock::now() >= until) {
-        spinning.store(0, std::memory_order_seq_cst);
-        // A request that came in just before the flag went down.
-        if (requested.load(std::memory_order_seq_cst) <= handled_sequence_) break;
-        spinning.store(1, std::memory_order_seq_cst);
-        continue;
-      }
-      CpuRelax();
-    }
-    spinning.store(0, std::memory_order_seq_cst);
-    return Status();
-  }
-
-  Status RunFromControlPage() {
-    const uint64_t sequence =
-        Control64(kControlRequestSequenceOffset).load(std::memory_order_acquire);
-    const uint64_t bytes = Control64(kControlRequestBytesOffset).load(std::memory_order_relaxed);
-    return HandleRun(sequence, bytes);
-  }
-
   StatusOr<std::shared_ptr<Device>> OpenDevice() {
     if (options_.device == "auto") {
       if (Device::CudaDeviceCount() > options_.ordinal) {
@@ -185,31 +268,28 @@ class Worker {
     return 2;
   }
 
-  static Status NoInstance() { return FailedPreconditionError("no instance loaded"); }
-
   Status SendError(const Status& status) {
     ErrorBody body{static_cast<uint32_t>(status.code()), device_ != nullptr && device_->broken()};
     if (body.broken) exit_after_reply_ = true;
-    return channel_.Send(MessageType::kError, &body, sizeof body, status.message());
+    return channel_.Send(MessageType::kError, &body, sizeof body, status.message(), {},
+                         request_id_);
   }
 
-  Status Reply(const Status& status, MessageType ok_type) {
-    if (!status.ok()) return SendError(status);
-    return channel_.Send(ok_type, nullptr, 0);
+  Status Send(MessageType type, const void* body, size_t bytes) {
+    return channel_.Send(type, body, bytes, {}, {}, request_id_);
   }
 
-  // LOAD: fds are [library, manifest, constants if any, shared memory if an instance is
-  // wanted].
+  // LOAD: fds are [library, manifest, constants if any].
   Status HandleLoad(std::vector<int>& fds) {
     LoadBody load{};
-    if (!channel_.CopyBody(&load) || function_ != nullptr) {
-      return SendError(InternalError(function_ == nullptr ? "malformed LOAD" : "already loaded"));
+    if (!channel_.CopyBody(&load)) return SendError(InternalError("malformed LOAD"));
+    if (fds.size() != (load.has_constants ? 3u : 2u)) {
+      return SendError(InternalError("LOAD came with the wrong fds"));
     }
-    const LoadBody* body = &load;
-    const size_t wanted = 2 + (body->has_constants ? 1 : 0) + (body->create_instance ? 1 : 0);
-    if (fds.size() != wanted) return SendError(InternalError("LOAD came with the wrong fds"));
-    const int shm_fd = body->create_instance ? fds.back() : -1;
     LoadedBody loaded{};
+    loaded.function_id = load.function_id;
+    if (functions_.count(load.function_id) != 0)
+      return Send(MessageType::kLoaded, &loaded, sizeof loaded);
     auto manifest_text = ReadWholeFd(fds[1], kMaxManifestBytes, "the manifest");
     if (!manifest_text.ok()) return SendError(manifest_text.status());
     auto manifest = ParseManifest(*manifest_text);
@@ -228,7 +308,7 @@ class Worker {
 
     const auto constants_start = Clock::now();
     std::string constants;
-    if (body->has_constants) {
+    if (load.has_constants) {
       auto read = ReadWholeFd(fds[2], manifest->spec.constant_bytes, "the constants");
       if (!read.ok()) return SendError(read.status());
       constants = std::move(*read);
@@ -237,93 +317,84 @@ class Worker {
                                      std::as_bytes(std::span(constants.data(), constants.size())));
     if (!function.ok()) return SendError(function.status());
     loaded.constants_us = MicrosSince(constants_start);
-    function_ = *function;
-
-    if (body->create_instance) {
-      Status created = CreateInstance(*body, shm_fd, &loaded);
-      if (!created.ok()) return SendError(created);
-    }
-    return channel_.Send(MessageType::kLoaded, &loaded, sizeof loaded);
+    functions_[load.function_id] = *function;
+    return Send(MessageType::kLoaded, &loaded, sizeof loaded);
   }
 
-  Status CreateInstance(const LoadBody& body, int shm_fd, LoadedBody* loaded) {
-    const FunctionSpec& spec = function_->spec();
-    if (body.input_offset + spec.max_input_bytes > body.shm_bytes ||
-        body.output_offset + spec.out_bytes > body.shm_bytes ||
-        body.input_offset < kControlPageBytes) {
-      return InternalError("the shared memory does not fit the function");
+  Status HandleUnload() {
+    UnloadBody unload{};
+    if (!channel_.CopyBody(&unload)) return SendError(InternalError("malformed UNLOAD"));
+    // Instances hold the function too: it goes when the last of them does.
+    functions_.erase(unload.function_id);
+    return Send(MessageType::kUnloaded, nullptr, 0);
+  }
+
+  // CREATE: fds are [the instance's shared memory].
+  Status HandleCreate(std::vector<int>& fds) {
+    CreateBody body{};
+    if (!channel_.CopyBody(&body) || fds.size() != 1) {
+      return SendError(InternalError("malformed CREATE"));
     }
-    void* map = ::mmap(nullptr, body.shm_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, shm_fd, 0);
+    const auto found = functions_.find(body.function_id);
+    if (found == functions_.end()) {
+      return SendError(FailedPreconditionError("function " + std::to_string(body.function_id) +
+                                               " is not loaded in this worker"));
+    }
+    const std::shared_ptr<const Function>& function = found->second;
+    const FunctionSpec& spec = function->spec();
+    if (body.input_offset < kControlPageBytes ||
+        body.input_offset + spec.max_input_bytes > body.shm_bytes ||
+        body.output_offset + spec.out_bytes > body.shm_bytes) {
+      return SendError(InternalError("the shared memory does not fit the function"));
+    }
+    void* map = ::mmap(nullptr, body.shm_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
     if (map == MAP_FAILED) {
-      return InternalError(std::string("mmap of the shared memory: ") + std::strerror(errno));
+      return SendError(ResourceExhaustedError(std::string("mmap of the shared memory: ") +
+                                              std::strerror(errno)));
     }
-    shm_ = static_cast<std::byte*>(map);
-    shm_bytes_ = body.shm_bytes;
+    auto* shm = static_cast<std::byte*>(map);
     // Page-locked, so that the instance's copies run at pinned speed straight from it.
     auto registration =
-        device_->RegisterHostMemory(shm_ + body.input_offset, body.shm_bytes - body.input_offset);
-    if (!registration.ok()) return registration.status();
-    registration_ = std::move(*registration);
-
+        device_->RegisterHostMemory(shm + body.input_offset, body.shm_bytes - body.input_offset);
+    if (!registration.ok()) {
+      ::munmap(map, body.shm_bytes);
+      return SendError(registration.status());
+    }
     InstanceOptions options;
     options.stage_timing_period = body.stage_timing_period;
     if (body.graph_disabled) options.graph = GraphPolicy::kDisabled;
-    options.external_input_staging = {shm_ + body.input_offset, spec.max_input_bytes};
-    options.external_output_staging = {shm_ + body.output_offset, spec.out_bytes};
-    options.stage_progress = reinterpret_cast<std::atomic<uint32_t>*>(shm_ + body.progress_offset);
-    request_spin_us_ = body.request_spin_us;
-    KCHAIN_ASSIGN_OR_RETURN(instance_, Instance::Create(function_, options));
-    loaded->upload_us = instance_->timings().constants_upload_us;
-    loaded->create_us = instance_->timings().create_us - loaded->upload_us;
-    return Status();
+    options.external_input_staging = {shm + body.input_offset, spec.max_input_bytes};
+    options.external_output_staging = {shm + body.output_offset, spec.out_bytes};
+    options.stage_progress = &PageWord(shm, kControlProgressOffset);
+    auto instance = Instance::Create(function, options);
+    if (!instance.ok()) {
+      *registration = Device::HostRegistration();  // unregistered before it is unmapped
+      ::munmap(map, body.shm_bytes);
+      return SendError(instance.status());
+    }
+    CreatedBody created{};
+    created.instance_id = body.instance_id;
+    created.upload_us = (*instance)->timings().constants_upload_us;
+    created.create_us = (*instance)->timings().create_us - created.upload_us;
+    auto host = std::make_unique<InstanceHost>(shm, body.shm_bytes, std::move(*registration),
+                                               std::move(*instance), device_, body.request_spin_us);
+    host->Start();
+    instances_.push_back(std::move(host));
+    return Send(MessageType::kCreated, &created, sizeof created);
   }
 
-  Status HandleRun(uint64_t sequence, uint64_t input_bytes) {
-    handled_sequence_ = sequence;
-    RunTimings timings;
-    const Status status = instance_->RunStaged(input_bytes, &timings);
-    RanBody ran{};
-    ran.sequence = sequence;
-    ran.status_code = static_cast<uint32_t>(status.code());
-    ran.mode = static_cast<uint32_t>(timings.mode);
-    ran.stages_timed = timings.stages_timed;
-    ran.broken = instance_->state() == InstanceState::kBroken;
-    ran.input_copy_us = timings.input_copy_us;
-    ran.chain_us = timings.chain_us;
-    ran.output_copy_us = timings.output_copy_us;
-    ran.total_us = timings.total_us;
-    // A broken device context cannot be recovered in this process: report, then exit.
-    if (ran.broken) exit_after_reply_ = true;
-    // The reply goes to the control page first, where a gateway waiting on a short run spins
-    // for it, then to the socket, where a gateway that stopped spinning sleeps on it.
-    std::memcpy(shm_ + kControlReplyOffset, &ran, sizeof ran);
-    const std::string& message = status.message();
-    const size_t text = std::min(message.size(), kControlPageBytes - kControlMessageOffset - 1);
-    std::memcpy(shm_ + kControlMessageOffset, message.data(), text);
-    shm_[kControlMessageOffset + text] = std::byte{0};
-    Control64(kControlReplySequenceOffset).store(sequence, std::memory_order_release);
-    return channel_.Send(MessageType::kRan, &ran, sizeof ran, status.ok() ? "" : message);
-  }
-
-  Status HandleWake() {
-    if (instance_ == nullptr) return SendError(NoInstance());
-    Status woke = instance_->Wake();
-    if (!woke.ok()) return SendError(woke);
-    WokenBody body{instance_->timings().wake_us - instance_->timings().constants_upload_us,
-                   instance_->timings().constants_upload_us};
-    return channel_.Send(MessageType::kWoken, &body, sizeof body);
+  // Instances whose threads served DESTROY: join and free them.
+  void ReapFinishedInstances() {
+    instances_.remove_if(
+        [](const std::unique_ptr<InstanceHost>& host) { return host->finished(); });
   }
 
   Options options_;
   Channel channel_;
   std::shared_ptr<Device> device_;
-  std::shared_ptr<const Function> function_;
-  std::byte* shm_ = nullptr;
-  size_t shm_bytes_ = 0;
-  Device::HostRegistration registration_;
-  std::unique_ptr<Instance> instance_;
-  uint32_t request_spin_us_ = 0;
-  uint64_t handled_sequence_ = 0;
+  std::map<uint64_t, std::shared_ptr<const Function>> functions_;
+  std::list<std::unique_ptr<InstanceHost>> instances_;
+  uint64_t request_id_ = 0;
   bool exit_after_reply_ = false;
 };
 

@@ -72,6 +72,9 @@ class Device {
 
   // Bytes of device memory currently allocated by kchain on this device.
   size_t memory_in_use() const;
+  // Device memory free now, as the device reports it (all processes' use counted; 0 when it
+  // cannot be read). Takes a few microseconds on CUDA: not for the hot path.
+  size_t free_memory_bytes() const;
 
   // Page-locks `bytes` of existing host memory at `ptr` (cudaHostRegister) so that copies
   // from and to it run at pinned speed, until the returned handle is destroyed. A no-op on

@@ -53,6 +53,10 @@ struct TestGatewayOptions {
   uint64_t worker_memory_limit = uint64_t{2} << 30;
   int request_spin_us = 0;  // workers spin this long for the next run
   int reply_spin_us = 200;  // the invoking thread spins this long for a worker's reply
+  WorkerScope worker_scope = WorkerScope::kTenant;
+  int workers_per_tenant = 1;
+  int max_workers = 256;
+  std::chrono::milliseconds idle_worker_ttl{600000};
 };
 
 inline std::string IsolationFromEnvironment() {
@@ -82,6 +86,10 @@ class TestGateway {
       process.run_timeout = options.scheduler.invoke_timeout;
       process.request_spin = std::chrono::microseconds(options.request_spin_us);
       process.reply_spin = std::chrono::microseconds(options.reply_spin_us);
+      process.scope = options.worker_scope;
+      process.workers_per_scope = options.workers_per_tenant;
+      process.max_workers = options.max_workers;
+      process.idle_worker_ttl = options.idle_worker_ttl;
       auto made = MakeProcessExecutor(process);
       EXPECT_TRUE(made.ok()) << made.status();
       executor = std::move(*made);

@@ -24,6 +24,12 @@ ApiKeys Keys() {
   return std::move(*keys);
 }
 
+TestGatewayOptions ProcessOptions() {
+  TestGatewayOptions options;
+  options.isolation = "process";
+  return options;
+}
+
 TestGatewayOptions WithKeys(const ApiKeys* keys) {
   TestGatewayOptions options;
   options.isolation = "process";
@@ -163,6 +169,159 @@ TEST(Tenants, WorkersNeverHostTwoTenants) {
     EXPECT_EQ(pid_of(*alpha), a);
     EXPECT_EQ(pid_of(*beta), b);
   }
+}
+
+// The default scope: one worker per tenant, shared by all its functions and instances (seen
+// by the worker's pid, from a kernel and in the admin's /v1/workers); never by two tenants.
+TEST(Tenants, FunctionsOfOneTenantShareOneWorker) {
+  const ApiKeys keys = Keys();
+  TestGateway gw(WithKeys(&keys));
+  auto alpha = gw.Client(kAlpha), beta = gw.Client(kBeta), admin = gw.Client(kAdmin);
+  for (const char* name : {"f1", "f2", "f3"}) {
+    ASSERT_EQ(DeployMultipart(*alpha, name, PidManifest(), TestLibraryBytes(), "")->status, 201);
+  }
+  ASSERT_EQ(DeployMultipart(*beta, "f1", PidManifest(), TestLibraryBytes(), "")->status, 201);
+  auto pid_of = [](httplib::Client& c, const std::string& name) {
+    auto res = InvokeBinary(c, name, std::string(4, '\0'));
+    return res && res->status == 200 ? VectorOf<int32_t>(res->body)[0] : -1;
+  };
+  const int32_t a = pid_of(*alpha, "f1");
+  ASSERT_GT(a, 0);
+  EXPECT_EQ(pid_of(*alpha, "f2"), a);
+  EXPECT_EQ(pid_of(*alpha, "f3"), a);
+  const int32_t b = pid_of(*beta, "f1");
+  ASSERT_GT(b, 0);
+  EXPECT_NE(a, b);
+
+  auto workers = admin->Get("/v1/workers");
+  ASSERT_EQ(workers->status, 200) << workers->body;
+  const json body = json::parse(workers->body);
+  EXPECT_EQ(body["scope"], "tenant");
+  ASSERT_EQ(body["workers"].size(), 2u) << body;
+  for (const json& w : body["workers"]) {
+    if (w["tenant"] == "alpha") {
+      EXPECT_EQ(w["pid"], a);
+      EXPECT_EQ(w["instances"], 3);
+      EXPECT_EQ(w["functions"], 3);
+    } else {
+      EXPECT_EQ(w["tenant"], "beta");
+      EXPECT_EQ(w["pid"], b);
+      EXPECT_EQ(w["instances"], 1);
+    }
+  }
+  // Not for tenants: the list names them all.
+  EXPECT_EQ(alpha->Get("/v1/workers")->status, 404);
+  const std::string metrics = admin->Get("/metrics")->body;
+  EXPECT_NE(metrics.find("kchain_tenant_workers{tenant=\"alpha\""), std::string::npos);
+  EXPECT_NE(metrics.find("kchain_workers{state=\"bound\"} 2"), std::string::npos) << metrics;
+}
+
+// Instances in one worker run at the same time: each has a thread of its own there.
+TEST(Tenants, InstancesInOneWorkerRunConcurrently) {
+  TestGatewayOptions options = ProcessOptions();
+  options.scheduler.max_instances_per_function = 4;
+  TestGateway gw(options);
+  auto client = gw.Client();
+  ASSERT_EQ(DeploySlowFunction(*client, "slow")->status, 201);
+  ASSERT_EQ(InvokeBinary(*client, "slow", BytesOf(std::vector<uint32_t>{0, 0, 0, 0}))->status, 200);
+  // Four cold instances first (creating them is not what is timed).
+  auto run_four = [&](uint32_t ms) {
+    std::vector<std::future<int>> calls;
+    for (int i = 0; i < 4; ++i) {
+      calls.push_back(std::async(std::launch::async, [&, ms] {
+        auto c = gw.Client();
+        auto res = InvokeBinary(*c, "slow", BytesOf(std::vector<uint32_t>{ms, 1, 2, 3}));
+        return res ? res->status : -1;
+      }));
+    }
+    for (auto& call : calls) EXPECT_EQ(call.get(), 200);
+  };
+  run_four(50);
+  const auto start = std::chrono::steady_clock::now();
+  run_four(200);
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - start);
+  EXPECT_LT(elapsed.count(), 600) << "four 200 ms runs took " << elapsed.count() << " ms";
+  const json workers = json::parse(client->Get("/v1/workers")->body)["workers"];
+  ASSERT_EQ(workers.size(), 1u) << workers;
+  EXPECT_EQ(workers[0]["instances"], 4);
+  std::printf("four 200 ms runs in one worker: %lld ms\n", static_cast<long long>(elapsed.count()));
+}
+
+// --max-workers 2, three tenants: the least recently used idle worker is retired to make
+// room, and every invocation succeeds.
+TEST(Tenants, WorkersAreRetiredToMakeRoomInsteadOf503) {
+  auto keys = ApiKeys::Parse(std::string(R"({"keys": [
+      {"key": "tenant-one-0123456789", "tenant": "one"},
+      {"key": "tenant-two-0123456789", "tenant": "two"},
+      {"key": "tenant-three-0123456789", "tenant": "three"},
+      {"key": ")") + kAdmin + R"(", "tenant": "ops", "admin": true}]})");
+  ASSERT_TRUE(keys.ok());
+  TestGatewayOptions options = WithKeys(&*keys);
+  options.max_workers = 2;
+  TestGateway gw(options);
+  const char* tenant_keys[] = {"tenant-one-0123456789", "tenant-two-0123456789",
+                               "tenant-three-0123456789"};
+  for (const char* key : tenant_keys) {
+    ASSERT_EQ(DeployMultipart(*gw.Client(key), "f", PidManifest(), TestLibraryBytes(), "")->status,
+              201);
+  }
+  int calls = 0;
+  for (int round = 0; round < 4; ++round) {
+    for (const char* key : tenant_keys) {
+      auto res = InvokeBinary(*gw.Client(key), "f", std::string(4, '\0'));
+      ASSERT_TRUE(res);
+      EXPECT_EQ(res->status, 200) << res->body;
+      ++calls;
+    }
+  }
+  const json workers = json::parse(gw.Client(kAdmin)->Get("/v1/workers")->body);
+  EXPECT_LE(workers["live"].get<int>(), 2) << workers;
+  EXPECT_GT(workers["evictions"].value("max_workers", 0), 0) << workers;
+  std::printf("%d calls of 3 tenants on 2 workers: %s\n", calls,
+              workers["evictions"].dump().c_str());
+}
+
+// A crash in a tenant's shared worker fails that tenant's in-flight calls only, names the
+// function and kernel that each was running, and the tenant is served again after.
+TEST(Tenants, ACrashInASharedWorkerFailsOnlyItsTenantsCalls) {
+  const ApiKeys keys = Keys();
+  TestGateway gw(WithKeys(&keys));
+  auto alpha = gw.Client(kAlpha), beta = gw.Client(kBeta);
+  const std::string crasher = R"({"chain": [{"kernel": "misbehave", "grid": 1, "block": 1}],
+      "input": {"dtype": "uint32", "shape": [4]}, "output": {"dtype": "uint32", "shape": [4]}})";
+  ASSERT_EQ(DeployMultipart(*alpha, "crasher", crasher, TestLibraryBytes(), "")->status, 201);
+  ASSERT_EQ(DeploySlowFunction(*alpha, "slow")->status, 201);
+  ASSERT_EQ(DeploySlowFunction(*beta, "slow")->status, 201);
+  ASSERT_EQ(InvokeBinary(*alpha, "slow", BytesOf(std::vector<uint32_t>{0, 0, 0, 0}))->status, 200);
+  ASSERT_EQ(InvokeBinary(*beta, "slow", BytesOf(std::vector<uint32_t>{0, 0, 0, 0}))->status, 200);
+  // Alpha's slow call and beta's slow call are in flight when alpha's crasher crashes
+  // alpha's worker.
+  auto alpha_slow = std::async(std::launch::async, [&] {
+    return InvokeBinary(*gw.Client(kAlpha), "slow", BytesOf(std::vector<uint32_t>{400, 0, 0, 0}));
+  });
+  auto beta_slow = std::async(std::launch::async, [&] {
+    return InvokeBinary(*gw.Client(kBeta), "slow", BytesOf(std::vector<uint32_t>{400, 0, 0, 0}));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto crash = InvokeBinary(*alpha, "crasher", BytesOf(std::vector<uint32_t>{1, 0, 0, 0}));
+  ASSERT_TRUE(crash);
+  EXPECT_EQ(crash->status, 502) << crash->body;
+  EXPECT_NE(ErrorMessage(crash).find("kernel 'misbehave' (stage 1 of 1) of 'crasher'"),
+            std::string::npos)
+      << ErrorMessage(crash);
+  auto a = alpha_slow.get();
+  auto b = beta_slow.get();
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(b->status, 200) << b->body;  // another tenant: untouched
+  EXPECT_EQ(a->status, 502) << a->body;  // the same worker: lost with it, and told so
+  EXPECT_NE(ErrorMessage(a).find("of 'slow' failed: its worker crashed with SIGSEGV"),
+            std::string::npos)
+      << ErrorMessage(a);
+  // The tenant is served again, by a new worker.
+  auto again = InvokeBinary(*alpha, "slow", BytesOf(std::vector<uint32_t>{0, 0, 0, 0}));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200) << again->body;
 }
 
 TEST(Tenants, OneTenantCrashingRepeatedlyDoesNotDisturbAnother) {
