@@ -406,6 +406,57 @@ def section_many(r: Dict[str, Any]) -> str:
         table(["start", "share", "count", "p50", "p99"], rows), ""])
 
 
+def gib(b: Optional[float]) -> str:
+    return "-" if b is None else f"{b / (1 << 30):.2f} GiB"
+
+
+def section_tenants(r: Dict[str, Any]) -> str:
+    ten = r.get("load", {}).get("tenants")
+    if not ten:
+        return ""
+    text = ["## Tenant workers (process isolation, one worker per tenant)", ""]
+    d = ten.get("density")
+    if d:
+        text += [f"### {d['functions']} functions of one tenant", "",
+                 f"Each deployed and invoked once (cold), then again (hot), one client. Cold: "
+                 f"{d['cold_ok']}/{d['functions']} succeeded, p50 {usf(d['cold_latency_us']['p50'])} us; "
+                 f"hot: {d['hot_ok']}/{d['functions']}, p50 {usf(d['hot_latency_us']['p50'])} us. "
+                 f"Workers live {d['workers_live']:.0f} (bound {d['workers_bound']}), one context "
+                 f"{gib(d['context_bytes'])}. Device memory the gateway's processes came to hold: "
+                 f"{gib(d.get('device_memory_held_bytes'))}, of it beyond the contexts: "
+                 f"{gib(d.get('beyond_contexts_bytes'))} (NVML; '-' where it is not available).",
+                 ""]
+    m = ten.get("many_tenants")
+    if m:
+        rows = []
+        for start in ("cold", "warm", "hot"):
+            st = m["starts"][start]
+            rows.append([start, f"{st['share'] * 100:.1f}%", str(st["count"]),
+                         usf(st["latency_us"]["p50"]) if st["count"] else "-"])
+        ev = ", ".join(f"{k} {v}" for k, v in m.get("evictions", {}).items()) or "none"
+        text += [f"### {m['tenants']} tenants, {m['functions']} functions", "",
+                 f"{m['calls']} invocations in a random order from 8 clients: "
+                 f"{m['calls'] - m['failures']} succeeded, {m['failures']} failed. Workers "
+                 f"retired: {ev}; live at the end {m['workers_live']} (bound "
+                 f"{m['workers_bound']}).", "",
+                 table(["start", "share", "count", "p50 (us)"], rows), ""]
+    c = ten.get("containment")
+    if c:
+        q, n = c["without_faults"], c["with_faults"]
+        statuses = ", ".join(f"{k}: {v}" for k, v in c.get("fault_statuses", {}).items())
+        text += ["### Containment under load", "",
+                 f"Tenant A's CNN at {c['clients']} clients; tenant B invokes kernels that make "
+                 f"an illegal address, `__trap()`, and never end (killed at the 1.5 s timeout), "
+                 f"over and over (B's answers: {statuses}).", "",
+                 table(["", "A req/s", "A p99 (us)", "A failures"],
+                       [["without B's faults", f"{q['rps']:,.0f}", usf(q["p99_us"]),
+                         str(q["failures"])],
+                        ["with B's faults", f"{n['rps']:,.0f}", usf(n["p99_us"]),
+                         str(n["failures"])]]),
+                 "", f"A's throughput with the faults: {c['ratio']:.2f}x of without.", ""]
+    return "\n".join(text)
+
+
 def section_where(r: Dict[str, Any]) -> str:
     """Where the hot CNN's time goes, from numbers of this run."""
     runs = micro_runs(r.get("micro", {}))
@@ -580,7 +631,7 @@ def render(r: Dict[str, Any], out_dir: str) -> str:
             f"`{name}.json`", ""]
     body = [section_headline(r), section_pyplover(r), section_micro(r), section_isolation(r),
             section_latency(r), section_throughput(r), section_payload(r), section_many(r),
-            section_where(r)]
+            section_tenants(r), section_where(r)]
     if images:
         body += ["## Plots", ""] + [i + "\n" for i in images]
     md_path = os.path.join(out_dir, name + ".md")

@@ -4,7 +4,8 @@
 # anywhere:
 #   micro       kchain_micro_bench: native CUDA vs kchain direct vs graph; chain length; sizes
 #   isolation   kchain_isolation_bench: --isolation=process vs none on the hot path
-#   load        kchain_load_bench: PyPlover's tables, latency, throughput, payloads, many functions
+#   load        kchain_load_bench: PyPlover's tables, latency, throughput, payloads, many functions,
+#               tenant workers (density, many tenants, containment)
 #   report      bench/report.py: the results file and the plots (plots need matplotlib)
 #
 #   bench/run.sh [--quick] [--device auto|cuda|host] [--out-dir DIR]

@@ -156,7 +156,8 @@ const std::map<std::string, std::pair<Setter, const char*>>& Options() {
         "host memory a worker may add to its start-up footprint; 0: none (default 2GiB)"}},
       {"worker-cpu-seconds",
        {IntSetter(&GatewayConfig::worker_cpu_seconds, 0, int64_t{1} << 40),
-        "CPU seconds a worker may use in its life; 0: none (default 3600)"}},
+        "CPU seconds a worker may use before it is retired (when all its instances are idle) "
+        "and replaced; 0: no limit (default 3600)"}},
       {"worker-reply-spin-us",
        {IntSetter(&GatewayConfig::worker_reply_spin_us, 0, 1000000),
         "us an invocation spins for a worker's reply before sleeping (default 200; 0: never)"}},

@@ -108,7 +108,9 @@ int Run(int argc, char** argv) {
     process.launch.ordinal = config.device_ordinal;
     process.launch.workdir_root = config.data_dir + "/workers";
     process.launch.sandbox = config.worker_sandbox;
-    process.launch.cpu_seconds = config.worker_cpu_seconds;
+    // CPU time is recycled, not a kill: a shared worker under load spends it in hours.
+    process.launch.cpu_seconds = 0;
+    process.cpu_seconds_budget = config.worker_cpu_seconds;
     // RLIMIT_AS backstop for host workers: well above the watched memory limit.
     process.launch.address_space_headroom =
         config.worker_memory_limit == 0 ? 0 : 4 * config.worker_memory_limit + (uint64_t{1} << 30);

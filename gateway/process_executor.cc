@@ -105,6 +105,7 @@ class BoundWorker {
   const std::string& tenant() const { return tenant_; }
   pid_t pid() const { return process_->pid(); }
   uint64_t ResidentBytes() const { return process_->ResidentBytes(); }
+  double CpuSeconds() const { return process_->CpuSeconds(); }
   uint64_t baseline_rss() const { return process_->ready().baseline_rss_bytes; }
   bool gone() const { return gone_.load(std::memory_order_acquire); }
   // Not ended, and its socket not hung up (a cheap check).
@@ -646,21 +647,29 @@ class ProcessExecutor final : public Executor {
       return a->last_used_ns.load() < b->last_used_ns.load();
     });
     for (auto& w : candidates) {
-      if (w->retired) continue;
-      w->releasing.store(true);
-      HostReleaser releaser = releaser_;
-      lock.unlock();
-      const bool released = !releaser || releaser(w->id());
-      lock.lock();
-      if (released && w->instances == 0 && !w->retired) {
-        RetireLocked(w, reason);
-        lock.unlock();
-        w->End("", "");
-        lock.lock();
-        return true;
-      }
-      w->releasing.store(false);
+      if (TryRetire(lock, w, reason)) return true;
     }
+    return false;
+  }
+
+  // Retires `w` if the scheduler can drop all its instances (none is busy). Called and
+  // returns with `lock` held (released meanwhile).
+  bool TryRetire(std::unique_lock<std::mutex>& lock, const std::shared_ptr<BoundWorker>& w,
+                 const char* reason) {
+    if (w->retired || w->releasing.load()) return false;
+    w->releasing.store(true);
+    HostReleaser releaser = releaser_;
+    lock.unlock();
+    const bool released = !releaser || releaser(w->id());
+    lock.lock();
+    if (released && w->instances == 0 && !w->retired) {
+      RetireLocked(w, reason);
+      lock.unlock();
+      w->End("", "");
+      lock.lock();
+      return true;
+    }
+    w->releasing.store(false);
     return false;
   }
 
@@ -847,6 +856,17 @@ class ProcessExecutor final : public Executor {
       for (auto& w : expired) RetireLocked(w, "idle");
       lock.unlock();
       for (auto& w : expired) w->End("", "");
+      // Workers past their CPU budget are recycled once all their instances are idle.
+      if (options_.cpu_seconds_budget != 0) {
+        for (auto& w : workers) {
+          if (w->gone() || w->CpuSeconds() < static_cast<double>(options_.cpu_seconds_budget)) {
+            continue;
+          }
+          lock.lock();
+          TryRetire(lock, w, "cpu_budget");
+          lock.unlock();
+        }
+      }
       for (uint64_t id : forgotten) {
         for (auto& w : workers) {
           if (w->gone()) continue;

@@ -55,6 +55,11 @@ struct ProcessExecutorOptions {
   uint32_t stage_timing_period = 64;
   // A bound worker with no instance left is retired after this.
   std::chrono::milliseconds idle_worker_ttl{600000};
+  // A worker that has used this much CPU time (its threads' user and system time) is retired
+  // the next time all its instances are idle, and a fresh one takes its place: a budget that
+  // a busy shared worker may reach in hours, and a library's stray background thread cannot
+  // spend forever. 0: no limit.
+  uint64_t cpu_seconds_budget = 3600;
   // Device memory the workers' contexts may take together (the scheduler's budget, which
   // they share with instances); 0: 90% of the device's memory, the scheduler's default.
   size_t device_budget_bytes = 0;

@@ -167,6 +167,28 @@ WorkerProcess::~WorkerProcess() {
   if (!workdir_.empty()) std::filesystem::remove_all(workdir_, ec);
 }
 
+double WorkerProcess::CpuSeconds() const {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid_));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[1024];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  // The command name, field 2, is in parentheses and may hold spaces: count from after it.
+  const char* rest = std::strrchr(buf, ')');
+  if (rest == nullptr) return 0;
+  unsigned long long utime = 0, stime = 0;
+  // Fields 3..13 precede utime (14) and stime (15).
+  if (std::sscanf(rest + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                  &stime) != 2) {
+    return 0;
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 uint64_t WorkerProcess::ResidentBytes() const {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid_));

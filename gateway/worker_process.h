@@ -24,7 +24,7 @@ struct WorkerLaunch {
   std::string workdir_root;  // each worker gets a private folder below it
   bool sandbox = true;
   uint64_t max_open_files = 256;
-  uint64_t cpu_seconds = 3600;
+  uint64_t cpu_seconds = 0;             // RLIMIT_CPU for the worker's life; 0: none
   uint64_t address_space_headroom = 0;  // host workers only; 0: no RLIMIT_AS
   // The user the worker switches to once its device is open; -1: stay. By default, nobody
   // (65534) when the gateway runs as root.
@@ -58,6 +58,8 @@ class WorkerProcess {
 
   // Resident memory now, from /proc/<pid>/statm (0 if unreadable).
   uint64_t ResidentBytes() const;
+  // CPU time used so far (user and system, all threads), from /proc/<pid>/stat.
+  double CpuSeconds() const;
   // False once the worker has hung up or died (a cheap, non-blocking check).
   bool Alive() const;
   // Asks the worker to exit; kills it if it has not within `grace_ms`.

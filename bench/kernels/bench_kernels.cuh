@@ -29,4 +29,14 @@ static __global__ void bench_copy_kernel(const unsigned char* __restrict__ in,
   for (size_t i = done + first; i < n; i += stride) out[i] = in[i];
 }
 
+// Faults for the containment benchmark (bench_fault): a write no allocation covers (an
+// illegal address, a sticky fault), __trap(), and a kernel that never ends (the flag is
+// cleared first and nothing sets it).
+static __global__ void bench_bad_address_kernel(float* p) { p[threadIdx.x] = 1.0f; }
+static __global__ void bench_trap_kernel() { __trap(); }
+static __global__ void bench_spin_kernel(volatile int* flag) {
+  while (*flag == 0) {
+  }
+}
+
 #endif  // KCHAIN_BENCH_KERNELS_BENCH_KERNELS_CUH_

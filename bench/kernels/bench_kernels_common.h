@@ -5,7 +5,11 @@
  *    of N bench_noop stages leaves out[0] exactly N larger (while it stays below 2^24).
  *    Needs `out` to hold at least 4 bytes; reads nothing else.
  *  - bench_copy: copies min(input.len, out.len) bytes from input to out. Grid and block come
- *    from the chain's stage; any grid and block copy every byte. */
+ *    from the chain's stage; any grid and block copy every byte.
+ *  - bench_fault: faults as its input's length says (a launcher never reads the input's
+ *    bytes, which are on the device), for the containment benchmark: 1 byte an illegal
+ *    address on the device (host target: a segfault), 2 __trap() (host: abort), 3 a kernel
+ *    that never ends (host: a loop); any other length copies like bench_copy. */
 #ifndef KCHAIN_BENCH_KERNELS_COMMON_H_
 #define KCHAIN_BENCH_KERNELS_COMMON_H_
 

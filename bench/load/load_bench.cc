@@ -9,11 +9,15 @@
 //   payload     binary invokes of 1 MiB .. 256 MiB inputs (a copy kernel), effective GB/s,
 //               against cudaMemcpy from pinned memory.
 //   many        100 functions under a memory budget that holds only some; random order.
+//   tenants     tenant workers (process isolation, the default scope): 1,000 functions of
+//               one tenant (cold, then hot; device memory held), 300 tenants of 2 functions
+//               in a random order (start types, workers retired), and containment: one
+//               tenant's CNN at 8 clients while another's kernels fault.
 // Every figure is summarised over several rounds: the median, with min and max as the spread.
 // Writes one JSON document (bench/report.py turns it into the results file and plots).
 //
 //   kchain_load_bench --out FILE.json [--device auto|cuda|host] [--quick]
-//                     [--sections pyplover,latency,throughput,payload,many]
+//                     [--sections pyplover,latency,throughput,payload,many,tenants]
 //                     [--gateway PATH] [--samples DIR] [--bench-kernels DIR]
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -110,7 +114,8 @@ json PercentilesOverRounds(const std::vector<std::vector<double>>& rounds) {
 struct Settings {
   std::string device = "auto";  // resolved to cuda or host in main()
   bool quick = false;
-  std::set<std::string> sections = {"pyplover", "latency", "throughput", "payload", "many"};
+  std::set<std::string> sections = {"pyplover", "latency", "throughput",
+                                    "payload",  "many",    "tenants"};
   std::string gateway = KCHAIN_GATEWAY_BINARY;
   std::string samples = KCHAIN_SAMPLES_BUILD_DIR;
   std::string bench_kernels = KCHAIN_BENCH_KERNELS_DIR;
@@ -136,6 +141,9 @@ struct Settings {
   int many_functions() const { return quick ? 10 : 100; }
   int many_resident() const { return quick ? 3 : 20; }
   int many_calls() const { return quick ? 40 : 2000; }
+  int density_functions() const { return quick ? 20 : 1000; }
+  int tenants() const { return quick ? 6 : 300; }
+  double containment_seconds() const { return quick ? 0.5 : 3.0; }
 };
 
 std::string ReadFile(const std::string& path) {
@@ -381,6 +389,8 @@ class GpuUtilization {
         reinterpret_cast<int (*)(unsigned, void**)>(dlsym(lib_, "nvmlDeviceGetHandleByIndex_v2"));
     get_ =
         reinterpret_cast<int (*)(void*, unsigned*)>(dlsym(lib_, "nvmlDeviceGetUtilizationRates"));
+    memory_ = reinterpret_cast<int (*)(void*, unsigned long long*)>(
+        dlsym(lib_, "nvmlDeviceGetMemoryInfo"));
     if (init == nullptr || handle == nullptr || get_ == nullptr || init() != 0 ||
         handle(0, &device_) != 0) {
       get_ = nullptr;
@@ -390,6 +400,12 @@ class GpuUtilization {
     if (lib_ != nullptr) dlclose(lib_);
   }
   bool available() const { return get_ != nullptr; }
+  // Device memory in use, every process's (0 when NVML cannot tell).
+  uint64_t MemoryUsed() const {
+    if (memory_ == nullptr) return 0;
+    unsigned long long info[3] = {0, 0, 0};  // nvmlMemory_t {total, free, used}
+    return memory_(device_, info) == 0 ? info[2] : 0;
+  }
   // Percent of the last sample period in which a kernel ran (NVML's "gpu" utilization).
   double Read() const {
     unsigned rates[2] = {0, 0};  // nvmlUtilization_t {gpu, memory}
@@ -400,6 +416,7 @@ class GpuUtilization {
   void* lib_ = nullptr;
   void* device_ = nullptr;
   int (*get_)(void*, unsigned*) = nullptr;
+  int (*memory_)(void*, unsigned long long*) = nullptr;
 };
 
 // Samples utilization every 100 ms while alive; Mean() over the samples taken.
@@ -894,6 +911,204 @@ json RunMany(const Settings& s) {
 
 }  // namespace
 
+// Tenants' API keys for a gateway: tenant t<i> with key "key-<i>-0123456789abcdef", and an
+// admin. Returns the key file's path.
+std::string WriteTenantKeys(const Settings& s, const std::string& label, int tenants) {
+  json keys = json::array();
+  for (int i = 0; i < tenants; ++i) {
+    keys.push_back({{"key", "key-" + std::to_string(i) + "-0123456789abcdef"},
+                    {"tenant", "t" + std::to_string(i)}});
+  }
+  keys.push_back({{"key", "admin-0123456789abcdef"}, {"tenant", "ops"}, {"admin", true}});
+  const fs::path path = s.scratch / (label + "-keys.json");
+  std::ofstream(path) << json{{"keys", keys}}.dump();
+  return path.string();
+}
+
+std::unique_ptr<httplib::Client> TenantClient(const Gateway& gw, int tenant) {
+  auto c = gw.NewClient();
+  c->set_bearer_token_auth(tenant < 0 ? "admin-0123456789abcdef"
+                                      : "key-" + std::to_string(tenant) + "-0123456789abcdef");
+  return c;
+}
+
+void DeployWith(httplib::Client& c, const std::string& name, const FunctionFiles& f) {
+  httplib::MultipartFormDataItems items = {
+      {"manifest", f.manifest, "manifest.json", "application/json"},
+      {"library", f.library, "kernel.so", "application/octet-stream"}};
+  if (!f.constants.empty()) {
+    items.push_back({"constants", f.constants, "constants.bin", "application/octet-stream"});
+  }
+  auto res = c.Put(("/v1/functions/" + name).c_str(), items);
+  if (!res || (res->status != 200 && res->status != 201)) {
+    throw std::runtime_error("deploy " + name +
+                             " failed: " + (res ? res->body : httplib::to_string(res.error())));
+  }
+}
+
+json RunTenants(const Settings& s) {
+  const GpuUtilization nvml;
+  const FunctionFiles cnn = SampleFiles(s, "mnist_cnn");
+  json out;
+  {
+    // Density: many functions of one tenant, on one worker's context.
+    const int n = s.density_functions();
+    Progress("== tenants: density, %d functions of one tenant", n);
+    const uint64_t used_before = nvml.MemoryUsed();
+    Gateway gw(s, "density", {"--isolation", "process", "--max-instances", "1"});
+    for (int i = 0; i < n; ++i) {
+      gw.Deploy("f" + std::to_string(i), cnn);
+      if ((i + 1) % 250 == 0) Progress("   deployed %d", i + 1);
+    }
+    std::vector<double> cold, hot;
+    int cold_ok = 0, hot_ok = 0;
+    for (auto* pass : {&cold, &hot}) {
+      for (int i = 0; i < n; ++i) {
+        try {
+          const Invocation inv = InvokeBinary(gw.client(), "f" + std::to_string(i), cnn.input);
+          pass->push_back(inv.client_us);
+          (pass == &cold ? cold_ok : hot_ok) += inv.start == (pass == &cold ? "cold" : "hot");
+        } catch (const std::exception&) {
+        }
+      }
+    }
+    const uint64_t used_after = nvml.MemoryUsed();
+    const json workers = gw.Info()["workers"];
+    const double context = workers.value("context_bytes", 0.0);
+    const double live = workers.value("live", 0.0);
+    json d = {{"functions", n},
+              {"cold_ok", cold_ok},
+              {"hot_ok", hot_ok},
+              {"cold_latency_us", Percentiles(cold)},
+              {"hot_latency_us", Percentiles(hot)},
+              {"workers_live", live},
+              {"workers_bound", workers.value("bound", 0)},
+              {"context_bytes", context}};
+    if (used_before != 0 && used_after != 0) {
+      const double held = static_cast<double>(used_after) - static_cast<double>(used_before);
+      d["device_memory_held_bytes"] = held;
+      // All of it but the contexts: what the functions' instances and modules take.
+      d["beyond_contexts_bytes"] = held - live * context;
+    }
+    out["density"] = d;
+  }
+  {
+    // Many tenants, two functions each, in a random order.
+    const int tenants = s.tenants();
+    Progress("== tenants: %d tenants x 2 functions, random order", tenants);
+    Gateway gw(s, "many-tenants",
+               {"--isolation", "process", "--api-keys", WriteTenantKeys(s, "many", tenants),
+                "--threads", "64"});
+    for (int t = 0; t < tenants; ++t) {
+      auto c = TenantClient(gw, t);
+      DeployWith(*c, "a", cnn);
+      DeployWith(*c, "b", cnn);
+      if ((t + 1) % 100 == 0) Progress("   deployed for %d tenants", t + 1);
+    }
+    std::vector<std::pair<int, std::string>> calls;
+    for (int round = 0; round < 2; ++round) {
+      for (int t = 0; t < tenants; ++t) calls.push_back({t, round == 0 ? "a" : "b"});
+      for (int t = 0; t < tenants; ++t) calls.push_back({t, round == 0 ? "b" : "a"});
+    }
+    std::mt19937 rng(20261202);
+    std::shuffle(calls.begin(), calls.end(), rng);
+    std::mutex mu;
+    std::map<std::string, std::vector<double>> by_start;
+    std::atomic<size_t> next{0};
+    std::atomic<int> failures{0};
+    std::vector<std::string> errors;
+    std::vector<std::thread> threads;
+    for (int w = 0; w < 8; ++w) {
+      threads.emplace_back([&] {
+        for (size_t i = next++; i < calls.size(); i = next++) {
+          auto c = TenantClient(gw, calls[i].first);
+          try {
+            const Invocation inv = InvokeBinary(*c, calls[i].second, cnn.input);
+            std::lock_guard<std::mutex> lock(mu);
+            by_start[inv.start].push_back(inv.client_us);
+          } catch (const std::exception& e) {
+            ++failures;
+            std::lock_guard<std::mutex> lock(mu);
+            if (errors.size() < 5) errors.push_back(e.what());
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    auto admin = TenantClient(gw, -1);
+    auto res = admin->Get("/v1/workers");
+    const json workers = res && res->status == 200 ? json::parse(res->body) : json::object();
+    json m = {{"tenants", tenants},
+              {"functions", 2 * tenants},
+              {"calls", calls.size()},
+              {"failures", failures.load()},
+              {"errors", errors},
+              {"workers_live", workers.value("live", 0)},
+              {"workers_bound", workers.value("bound", 0)},
+              {"evictions", workers.value("evictions", json::object())}};
+    for (const char* start : {"cold", "warm", "hot"}) {
+      const auto& v = by_start[start];
+      m["starts"][start] = {{"share", static_cast<double>(v.size()) / calls.size()},
+                            {"count", v.size()},
+                            {"latency_us", Percentiles(v)}};
+    }
+    out["many_tenants"] = m;
+  }
+  {
+    // Containment: tenant 0's CNN at 8 clients while tenant 1's kernels fault.
+    Progress("== tenants: containment, a CNN at 8 clients while another tenant faults");
+    Gateway gw(s, "containment",
+               {"--isolation", "process", "--api-keys", WriteTenantKeys(s, "containment", 2),
+                "--max-instances", "8", "--invoke-timeout-ms", "1500", "--threads", "64"});
+    FunctionFiles fault = BenchKernelFiles(s, "bench_copy", 16);
+    json m = json::parse(fault.manifest);
+    m["chain"][0]["kernel"] = "bench_fault";
+    m["input"] = {{"dtype", "uint8"}};
+    m["max_input_bytes"] = 16;
+    m["tmp_bytes"] = 64;
+    fault.manifest = m.dump();
+    DeployWith(*TenantClient(gw, 0), "cnn", cnn);
+    DeployWith(*TenantClient(gw, 1), "faulty", fault);
+    const int clients = 8;
+    std::vector<std::unique_ptr<httplib::Client>> a(clients);
+    for (auto& c : a) c = TenantClient(gw, 0);
+    auto drive = [&] {
+      return DriveLoad(
+          clients, s.containment_seconds(), nvml,
+          [&](int t) { InvokeBinary(*a[t], "cnn", cnn.input); },
+          [&](int t) {
+            auto res =
+                a[t]->Post("/v1/functions/cnn/invoke", cnn.input, "application/octet-stream");
+            return res && res->status == 200;
+          });
+    };
+    const json quiet = drive();
+    std::atomic<bool> stop{false};
+    std::map<int, int> fault_statuses;
+    std::thread faults([&] {
+      auto b = TenantClient(gw, 1);
+      for (int i = 0; !stop; ++i) {
+        const std::string input(static_cast<size_t>(1 + i % 3), 'x');  // address, trap, endless
+        auto res = b->Post("/v1/functions/faulty/invoke", input, "application/octet-stream");
+        ++fault_statuses[res ? res->status : -1];
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const json noisy = drive();
+    stop = true;
+    faults.join();
+    json statuses = json::object();
+    for (const auto& [status, count] : fault_statuses) statuses[std::to_string(status)] = count;
+    out["containment"] = {
+        {"clients", clients},
+        {"without_faults", quiet},
+        {"with_faults", noisy},
+        {"fault_statuses", statuses},
+        {"ratio", noisy["rps"].get<double>() / std::max(1.0, quiet["rps"].get<double>())}};
+  }
+  return out;
+}
+
 int main(int argc, char** argv) {
   Settings s;
   std::string native_child;
@@ -933,8 +1148,8 @@ int main(int argc, char** argv) {
     }
   }
   for (const auto& section : s.sections) {
-    if (!std::set<std::string>{"pyplover", "latency", "throughput", "payload", "many"}.contains(
-            section)) {
+    if (!std::set<std::string>{"pyplover", "latency", "throughput", "payload", "many", "tenants"}
+             .contains(section)) {
       std::fprintf(stderr, "unknown section '%s'\n", section.c_str());
       return 2;
     }
@@ -969,6 +1184,7 @@ int main(int argc, char** argv) {
     if (s.sections.contains("throughput")) out["throughput"] = RunThroughput(s);
     if (s.sections.contains("payload")) out["payload"] = RunPayload(s);
     if (s.sections.contains("many")) out["many"] = RunMany(s);
+    if (s.sections.contains("tenants")) out["tenants"] = RunTenants(s);
     out["seconds"] = MicrosSince(t0) / 1e6;
     std::ofstream(s.out) << out.dump(1) << "\n";
     fs::remove_all(s.scratch);

@@ -57,6 +57,7 @@ struct TestGatewayOptions {
   int workers_per_tenant = 1;
   int max_workers = 256;
   std::chrono::milliseconds idle_worker_ttl{600000};
+  uint64_t cpu_seconds_budget = 3600;
 };
 
 inline std::string IsolationFromEnvironment() {
@@ -90,6 +91,7 @@ class TestGateway {
       process.workers_per_scope = options.workers_per_tenant;
       process.max_workers = options.max_workers;
       process.idle_worker_ttl = options.idle_worker_ttl;
+      process.cpu_seconds_budget = options.cpu_seconds_budget;
       auto made = MakeProcessExecutor(process);
       EXPECT_TRUE(made.ok()) << made.status();
       executor = std::move(*made);

@@ -231,6 +231,39 @@ TEST(Isolation, WithTheInstanceScopeColdStartsTakePreInitializedWorkers) {
   EXPECT_EQ(ready["workers"]["live"], live_before + 1) << ready;
 }
 
+// CPU time is a budget: a worker past it is replaced once its instances are idle, and no
+// run is killed for it.
+TEST(Isolation, AWorkerPastItsCpuBudgetIsReplacedWhenIdle) {
+  TestGatewayOptions options = ProcessOptions();
+  options.cpu_seconds_budget = 1;
+  options.scheduler.invoke_timeout = std::chrono::milliseconds(10000);
+  TestGateway gw(options);
+  auto client = gw.Client();
+  ASSERT_EQ(
+      DeployMultipart(*client, "burn", TestManifest({"burn_then_copy"}, 4), TestLibraryBytes(), "")
+          ->status,
+      201);
+  const json before = json::parse(client->Get("/v1/workers")->body)["workers"];
+  ASSERT_EQ(before.size(), 1u);
+  auto burnt = InvokeBinary(*client, "burn", BytesOf(std::vector<uint32_t>{1500, 0, 0, 0}));
+  ASSERT_TRUE(burnt);
+  EXPECT_EQ(burnt->status, 200) << burnt->body;  // the run itself is never cut short
+  json ready;
+  for (int i = 0; i < 100; ++i) {
+    ready = json::parse(client->Get("/readyz")->body);
+    if (ready["workers"]["evictions"].value("cpu_budget", 0) > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(ready["workers"]["evictions"].value("cpu_budget", 0), 1) << ready;
+  auto next = InvokeBinary(*client, "burn", BytesOf(std::vector<uint32_t>{0, 0, 0, 0}));
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, 200) << next->body;
+  EXPECT_EQ(next->get_header_value("X-Kchain-Start"), "cold");
+  const json after = json::parse(client->Get("/v1/workers")->body)["workers"];
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_NE(after[0]["pid"], before[0]["pid"]);
+}
+
 TEST(Isolation, AWorkerKilledWhileIdleDoesNotFailTheNextInvocation) {
   TestGateway gw(ProcessOptions());
   auto client = gw.Client();

@@ -1,6 +1,9 @@
 // Process isolation on the GPU: CUDA faults stay inside their worker. Unlike the in-process
 // gateway (gateway_gpu_test.cc), an illegal address breaks one worker's context only: the
 // server stays ready and every other function keeps running. Label `gpu`.
+#include <map>
+
+#include "gateway/auth.h"
 #include "gateway/gateway_test_util.h"
 
 namespace kchain::gateway::testing {
@@ -31,8 +34,11 @@ std::string MisbehaveManifest() {
              "output": {"dtype": "uint8", "shape": [4]}})";
 }
 
+// One worker per function: a CUDA fault costs the faulting function its worker only.
 TEST_F(IsolationGpu, CudaFaultsStayInsideTheirWorker) {
-  TestGateway gw(Options());
+  TestGatewayOptions options = Options();
+  options.worker_scope = WorkerScope::kFunction;
+  TestGateway gw(options);
   auto client = gw.Client();
   ASSERT_EQ(json::parse(client->Get("/v1")->body)["device"]["kind"], "cuda");
   ASSERT_EQ(DeployMultipart(*client, "victim", MisbehaveManifest(),
@@ -83,6 +89,73 @@ TEST_F(IsolationGpu, CudaFaultsStayInsideTheirWorker) {
   EXPECT_EQ(restarts["abort"], 1);
   EXPECT_EQ(restarts["timeout"], 1);
   EXPECT_EQ(restarts["memory_limit"], 1);
+}
+
+// Tenant workers (the default scope): tenant A's CNN, at 8 clients, sees no error while
+// tenant B's functions fault over and over (illegal address, __trap(), a kernel that never
+// ends): B's worker dies each time, A's context is another one.
+TEST_F(IsolationGpu, TenantWorkersContainCudaFaultsUnderLoad) {
+  auto keys = ApiKeys::Parse(R"({"keys": [{"key": "tenant-a-0123456789", "tenant": "a"},
+                                          {"key": "tenant-b-0123456789", "tenant": "b"}]})");
+  ASSERT_TRUE(keys.ok());
+  TestGatewayOptions options = Options();
+  options.keys = &*keys;
+  options.scheduler.max_instances_per_function = 8;
+  TestGateway gw(options);
+  auto a = gw.Client("tenant-a-0123456789"), b = gw.Client("tenant-b-0123456789");
+  ASSERT_EQ(DeploySample(*a, "mnist_cnn", "cnn", "cuda")->status, 201);
+  ASSERT_EQ(
+      DeployMultipart(*b, "victim", MisbehaveManifest(), TestLibraryBytes("test_kernels_cuda"), "")
+          ->status,
+      201);
+  const std::string image = ReadFile(SampleFile("mnist_cnn", "heldout_images.bin")).substr(0, 3136);
+  const std::string expected = InvokeBinary(*a, "cnn", image)->body;
+  ASSERT_EQ(expected.size(), 40u);
+  auto drive = [&](std::chrono::milliseconds how_long, int* served, int* wrong) {
+    std::atomic<int> ok{0}, bad{0};
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 8; ++t) {
+      clients.emplace_back([&] {
+        auto c = gw.Client("tenant-a-0123456789");
+        while (!stop) {
+          auto res = InvokeBinary(*c, "cnn", image);
+          (res && res->status == 200 && res->body == expected ? ok : bad)++;
+        }
+      });
+    }
+    std::this_thread::sleep_for(how_long);
+    stop = true;
+    for (auto& t : clients) t.join();
+    *served = ok;
+    *wrong = bad;
+  };
+  int quiet_served = 0, quiet_wrong = 0;
+  drive(std::chrono::milliseconds(2000), &quiet_served, &quiet_wrong);
+  std::atomic<bool> stop{false};
+  std::map<int, int> b_statuses;
+  std::thread faults([&] {
+    const size_t lengths[] = {20, 28, 16};  // illegal address, trap, endless
+    for (int i = 0; !stop; ++i) {
+      auto res = InvokeBinary(*b, "victim", std::string(lengths[i % 3], 'x'));
+      ++b_statuses[res ? res->status : -1];
+    }
+  });
+  int noisy_served = 0, noisy_wrong = 0;
+  drive(std::chrono::milliseconds(6000), &noisy_served, &noisy_wrong);
+  stop = true;
+  faults.join();
+  EXPECT_EQ(quiet_wrong, 0);
+  EXPECT_EQ(noisy_wrong, 0);
+  EXPECT_GT(b_statuses[502], 0);
+  std::string statuses;
+  for (const auto& [status, n] : b_statuses) {
+    statuses += std::to_string(status) + ": " + std::to_string(n) + " ";
+  }
+  std::printf(
+      "containment: tenant a %.0f req/s without faults, %.0f req/s with tenant b faulting "
+      "(%d errors); b's answers: %s\n",
+      quiet_served / 2.0, noisy_served / 6.0, noisy_wrong, statuses.c_str());
 }
 
 TEST_F(IsolationGpu, ColdStartSplitWithAPreInitializedWorker) {

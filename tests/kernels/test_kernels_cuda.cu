@@ -1,10 +1,12 @@
 // Test-only kernel library, CUDA target: the host library's float kernels, plus kernels that
 // break the contract or fault, for the gpu tests.
 #include <kchain/kernel.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
-#include <unistd.h>
+
+static __global__ void trap_kernel() { __trap(); }
 
 KCHAIN_MODULE_CUDA();
 
@@ -81,7 +83,8 @@ KCHAIN_KERNEL(noop)(kchain_state_t* s, int grid, int block) {
 
 // Misbehaves as the input's length says (a launcher may read s->input.len, never the data):
 //   4 bytes: behave (copy input to out)   8: segfault   12: abort   16: spin on the device
-//   forever   20: illegal address on the device   24: eat host memory until stopped.
+//   forever   20: illegal address on the device   24: eat host memory until stopped
+//   28: __trap() on the device.
 KCHAIN_KERNEL(misbehave_by_length)(kchain_state_t* s, int grid, int block) {
   switch (s->input.len) {
     case 24:
@@ -104,6 +107,9 @@ KCHAIN_KERNEL(misbehave_by_length)(kchain_state_t* s, int grid, int block) {
       return;
     case 20:
       write_to_bad_address_kernel<<<1, 32, 0, s->stream>>>(reinterpret_cast<float*>(0x100));
+      return;
+    case 28:
+      trap_kernel<<<1, 1, 0, s->stream>>>();
       return;
     default:
       cudaMemcpyAsync(s->out.dat, s->input.dat, MinSize(s->out.len, s->input.len),
