@@ -5,12 +5,15 @@
 #include <fcntl.h>
 #include <link.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -191,28 +194,9 @@ StatusOr<std::string> ReadWhole(int fd, const std::string& name) {
   return bytes;
 }
 
-// Whether an object named `path` is loaded in this process (dl_iterate_phdr sees them all).
-bool ObjectNamedLoaded(const std::string& path) {
-  struct Search {
-    const std::string* path;
-    bool found;
-  } search{&path, false};
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, size_t, void* data) {
-        auto* s = static_cast<Search*>(data);
-        if (info->dlpi_name != nullptr && *s->path == info->dlpi_name) s->found = true;
-        return s->found ? 1 : 0;
-      },
-      &search);
-  return search.found;
-}
-
 std::string FdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
-// A sealed memory file holding `bytes`, at an fd whose /proc path names no loaded object. The
-// dynamic loader recognises objects by name: were a library of an earlier load still mapped
-// under the same /proc/self/fd/N (one that could not be unloaded), dlopen would hand back that
-// library instead of this one.
+// A sealed memory file holding `bytes`.
 StatusOr<int> PrivateCopy(std::string_view bytes, const std::string& name) {
   int fd = ::memfd_create("kchain-kernel-library", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) {
@@ -235,13 +219,36 @@ StatusOr<int> PrivateCopy(std::string_view bytes, const std::string& name) {
     ::close(fd);
     return InternalError(Quoted(name) + ": sealing its copy: " + std::strerror(err));
   }
-  while (ObjectNamedLoaded(FdPath(fd))) {
-    const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, fd + 1);
-    ::close(fd);
-    if (moved < 0) return ResourceExhaustedError(Quoted(name) + ": " + std::strerror(errno));
-    fd = moved;
-  }
   return fd;
+}
+
+// A name under which to dlopen the copy at `fd`, never used before in this process: a
+// symbolic link to /proc/self/fd/N in the temporary folder. The dynamic loader recognises
+// loaded objects by the name they were opened under; were the copy opened as /proc/self/fd/N
+// itself, a later library that lands on the same fd number while an earlier one is still
+// loaded (one that cannot be unloaded) would get that earlier library back. The link is
+// removed as soon as dlopen has the object open.
+StatusOr<std::string> UniqueLoadName(int fd, const std::string& name) {
+  static std::atomic<uint64_t> counter{0};
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+  if (ec) dir = "/tmp";
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    uint64_t random = 0;
+    if (::getrandom(&random, sizeof random, 0) != sizeof random) random = counter.load() * 7919;
+    char file[96];
+    std::snprintf(file, sizeof file, "kchain-library-%d-%llu-%016llx.so",
+                  static_cast<int>(::getpid()),
+                  static_cast<unsigned long long>(counter.fetch_add(1)),
+                  static_cast<unsigned long long>(random));
+    const std::string path = (dir / file).string();
+    if (::symlink(FdPath(fd).c_str(), path.c_str()) == 0) return path;
+    if (errno != EEXIST) {
+      return InternalError(Quoted(name) + ": cannot name its copy in '" + dir.string() +
+                           "': " + std::strerror(errno));
+    }
+  }
+  return InternalError(Quoted(name) + ": cannot find an unused name for its copy");
 }
 
 // dlerror() names the copy (/proc/self/fd/N); callers know the library by `name`.
@@ -388,19 +395,22 @@ StatusOr<std::shared_ptr<const Library>> Library::OpenFd(int fd, const std::stri
   KCHAIN_RETURN_IF_ERROR(CheckElf(bytes, name));
   KCHAIN_ASSIGN_OR_RETURN(int copy, PrivateCopy(bytes, name));
   bytes = std::string();  // the copy is all that is needed now
-  const std::string load_path = FdPath(copy);
+  auto unique_name = UniqueLoadName(copy, name);
+  if (!unique_name.ok()) {
+    ::close(copy);
+    return unique_name.status();
+  }
+  const std::string load_path = *unique_name;
 
   dlerror();
   void* handle =
       dlopen(load_path.c_str(), RTLD_NOW | RTLD_LOCAL | (options.never_unload ? RTLD_NODELETE : 0));
-  if (handle == nullptr) {
-    const std::string why = LastDlError(load_path, name);
-    ::close(copy);
-    return InvalidArgumentError(Quoted(name) + ": dlopen failed: " + why);
-  }
-  // The mapping keeps the copy alive; its fd is not needed (a later copy that lands on the same
-  // fd number while this library is still loaded is moved by PrivateCopy).
+  const std::string why = handle == nullptr ? LastDlError(load_path, name) : "";
+  // The loader has the object open (or failed): neither the link nor the fd is needed, the
+  // mapping keeps the copy alive.
+  ::unlink(load_path.c_str());
   ::close(copy);
+  if (handle == nullptr) return InvalidArgumentError(Quoted(name) + ": dlopen failed: " + why);
   // From here on the Library owns the handle; its destructor closes it.
   std::shared_ptr<Library> library(new Library(name, handle, DeviceKind::kHost, 0, {}));
   link_map* map = nullptr;

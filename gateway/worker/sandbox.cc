@@ -42,6 +42,8 @@ uint32_t ApplyEarlySandbox(const SandboxOptions& options, std::string* notes) {
   }
   if (!options.workdir.empty()) {
     if (::chdir(options.workdir.c_str()) == 0) {
+      // Temporary files (the loader's names for library copies among them) stay in it too.
+      ::setenv("TMPDIR", options.workdir.c_str(), 1);
       bits |= kSandboxWorkdir;
     } else {
       *notes += "chdir " + options.workdir + ": " + std::strerror(errno) + "; ";
@@ -162,6 +164,8 @@ constexpr const char* kAllowed[] = {
     "renameat",
     "renameat2",
     "unlink",
+    "symlink",
+    "symlinkat",
     "unlinkat",
     "mkdir",
     "mkdirat",

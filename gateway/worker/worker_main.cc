@@ -188,7 +188,8 @@ class InstanceHost {
 
 class Worker {
  public:
-  explicit Worker(const Options& options) : options_(options), channel_(kWorkerSocketFd) {}
+  explicit Worker(const Options& options)
+      : options_(options), channel_(kWorkerSocketFd), parent_(::getppid()) {}
 
   int Run() {
     ReadyBody ready{};
@@ -204,6 +205,10 @@ class Worker {
       LimitAddressSpace(options_.sandbox.address_space_headroom, &notes);
     }
     if (DropPrivileges(options_.sandbox, &notes)) ready.sandbox |= kSandboxUser;
+    // Changing credentials clears the parent-death signal: set it again, and leave if the
+    // gateway died meanwhile (then this process was re-parented already).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent_) ::_exit(1);
     if (options_.sandbox.enabled && ApplySeccomp(&notes)) ready.sandbox |= kSandboxSeccomp;
 
     ready.protocol_version = kProtocolVersion;
@@ -223,7 +228,9 @@ class Worker {
       std::vector<int> fds;
       Status received = channel_.Receive(-1, &fds);
       if (!received.ok()) {
-        if (received.code() == StatusCode::kUnavailable) return 0;  // the gateway is gone
+        // The gateway is gone: leave at once. (Returning would run destructors that join
+        // instances' threads, which sleep until a request that will never come.)
+        if (received.code() == StatusCode::kUnavailable) ::_exit(0);
         continue;  // a malformed message: nothing to answer
       }
       request_id_ = channel_.request_id();
@@ -394,6 +401,7 @@ class Worker {
   std::shared_ptr<Device> device_;
   std::map<uint64_t, std::shared_ptr<const Function>> functions_;
   std::list<std::unique_ptr<InstanceHost>> instances_;
+  pid_t parent_;  // the gateway
   uint64_t request_id_ = 0;
   bool exit_after_reply_ = false;
 };

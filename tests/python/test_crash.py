@@ -32,6 +32,23 @@ def worker_folders(data: Path) -> "list[str]":
     return sorted(p.name for p in workers.iterdir()) if workers.exists() else []
 
 
+def workers_running(data: Path) -> "list[int]":
+    """The pids of kchain-worker processes whose working folder is under `data`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().split(") ", 1)[1][0]
+        except OSError:
+            continue
+        if state != "Z" and cmdline and cmdline[0].endswith(b"kchain-worker") and \
+                any(str(data).encode() in arg for arg in cmdline):
+            pids.append(int(proc.name))
+    return pids
+
+
 def run_gateway(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Runs a gateway that is expected to refuse to start."""
     return subprocess.run([str(BINARY), "--device", DEVICE, "--log-level", "warning", *args],
@@ -53,6 +70,11 @@ def test_kill9_leftovers_are_cleaned_at_restart(tmp_path: Path) -> None:
     uploads.mkdir(parents=True, exist_ok=True)
     (uploads / ("a" * 64 + ".tmp.99")).write_bytes(b"half")
     kill9(g)
+    # Its workers die with it (they hold device contexts): none outlives it for long.
+    deadline = time.monotonic() + 5
+    while workers_running(data) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workers_running(data), workers_running(data)
 
     g = Gateway(tmp_path, "--isolation", "process")
     try:

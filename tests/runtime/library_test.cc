@@ -3,10 +3,12 @@
 #include "kchain/library.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "test_util.h"
 
@@ -183,6 +185,26 @@ TEST(Library, EachLoadIsAnIndependentCopy) {
     ASSERT_TRUE(c.ok()) << c.status();
     EXPECT_TRUE((*c)->Resolve("noop").ok());
   }
+}
+
+TEST(Library, ManyLibrariesStayLoadedAtOnceWhateverTheFileLimit) {
+  // A worker holds every function of its tenant: hundreds of libraries loaded at once, with
+  // few file descriptors to spare (no fd is held per library).
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = 64;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<std::shared_ptr<const Library>> loaded;
+  std::set<kchain_kernel_fn> distinct;
+  for (int i = 0; i < 300; ++i) {
+    auto lib = Library::Open(TestLibrary("test_kernels_host"), DeviceKind::kHost);
+    ASSERT_TRUE(lib.ok()) << i << ": " << lib.status();
+    distinct.insert(*(*lib)->Resolve("noop"));
+    loaded.push_back(std::move(*lib));
+  }
+  ::setrlimit(RLIMIT_NOFILE, &old);
+  EXPECT_EQ(distinct.size(), 300u);  // 300 independent copies, none handed back twice
 }
 
 TEST(Library, OnlyFunctionsDefinedByTheLibraryAreKernels) {
