@@ -325,7 +325,7 @@ class ProcessExecutor final : public Executor {
         ++live_;
       }
     }
-    const int spawners = std::clamp(options_.prestarted_workers, 1, 4);
+    const int spawners = std::clamp(options_.prestarted_workers, 1, 8);
     for (int i = 0; i < spawners; ++i) threads_.emplace_back([this] { SpawnLoop(); });
     threads_.emplace_back([this] { JanitorLoop(); });
     return Status();

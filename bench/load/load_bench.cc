@@ -946,10 +946,16 @@ void DeployWith(httplib::Client& c, const std::string& name, const FunctionFiles
   }
 }
 
-json RunTenants(const Settings& s) {
+// Each part is also written into (*partial)["tenants"] and saved as it is done.
+json RunTenants(const Settings& s, json* partial, const std::function<void()>& save) {
   const GpuUtilization nvml;
   const FunctionFiles cnn = SampleFiles(s, "mnist_cnn");
   json out;
+  auto keep = [&](const char* part, json value) {
+    out[part] = value;
+    (*partial)["tenants"][part] = std::move(value);
+    save();
+  };
   {
     // Density: many functions of one tenant, on one worker's context.
     const int n = s.density_functions();
@@ -990,7 +996,7 @@ json RunTenants(const Settings& s) {
       // All of it but the contexts: what the functions' instances and modules take.
       d["beyond_contexts_bytes"] = held - live * context;
     }
-    out["density"] = d;
+    keep("density", d);
   }
   {
     // Many tenants, two functions each, in a random order.
@@ -998,12 +1004,28 @@ json RunTenants(const Settings& s) {
     Progress("== tenants: %d tenants x 2 functions, random order", tenants);
     Gateway gw(s, "many-tenants",
                {"--isolation", "process", "--api-keys", WriteTenantKeys(s, "many", tenants),
-                "--threads", "64"});
-    for (int t = 0; t < tenants; ++t) {
-      auto c = TenantClient(gw, t);
-      DeployWith(*c, "a", cnn);
-      DeployWith(*c, "b", cnn);
-      if ((t + 1) % 100 == 0) Progress("   deployed for %d tenants", t + 1);
+                "--threads", "64", "--prestarted-workers", "8"});
+    // Deploys from 8 clients: each tenant's first one binds (and may have to start) a worker.
+    std::atomic<int> deploy_failures{0};
+    {
+      std::atomic<int> next_tenant{0}, deployed{0};
+      std::vector<std::thread> deployers;
+      for (int w = 0; w < 8; ++w) {
+        deployers.emplace_back([&] {
+          for (int t = next_tenant++; t < tenants; t = next_tenant++) {
+            auto c = TenantClient(gw, t);
+            try {
+              DeployWith(*c, "a", cnn);
+              DeployWith(*c, "b", cnn);
+            } catch (const std::exception& e) {
+              ++deploy_failures;
+              Progress("   %s", e.what());
+            }
+            if (++deployed % 100 == 0) Progress("   deployed for %d tenants", deployed.load());
+          }
+        });
+      }
+      for (auto& d : deployers) d.join();
     }
     std::vector<std::pair<int, std::string>> calls;
     for (int round = 0; round < 2; ++round) {
@@ -1042,6 +1064,8 @@ json RunTenants(const Settings& s) {
               {"functions", 2 * tenants},
               {"calls", calls.size()},
               {"failures", failures.load()},
+              {"deploy_failures", deploy_failures.load()},
+              {"deploy_failures", deploy_failures.load()},
               {"errors", errors},
               {"workers_live", workers.value("live", 0)},
               {"workers_bound", workers.value("bound", 0)},
@@ -1052,7 +1076,7 @@ json RunTenants(const Settings& s) {
                             {"count", v.size()},
                             {"latency_us", Percentiles(v)}};
     }
-    out["many_tenants"] = m;
+    keep("many_tenants", m);
   }
   {
     // Containment: tenant 0's CNN at 8 clients while tenant 1's kernels fault.
@@ -1099,12 +1123,12 @@ json RunTenants(const Settings& s) {
     faults.join();
     json statuses = json::object();
     for (const auto& [status, count] : fault_statuses) statuses[std::to_string(status)] = count;
-    out["containment"] = {
-        {"clients", clients},
-        {"without_faults", quiet},
-        {"with_faults", noisy},
-        {"fault_statuses", statuses},
-        {"ratio", noisy["rps"].get<double>() / std::max(1.0, quiet["rps"].get<double>())}};
+    keep("containment",
+         {{"clients", clients},
+          {"without_faults", quiet},
+          {"with_faults", noisy},
+          {"fault_statuses", statuses},
+          {"ratio", noisy["rps"].get<double>() / std::max(1.0, quiet["rps"].get<double>())}});
   }
   return out;
 }
@@ -1179,14 +1203,25 @@ int main(int argc, char** argv) {
       out["gateway_version"] = probe.Info()["version"];
     }
     const auto t0 = Clock::now();
-    if (s.sections.contains("pyplover")) out["pyplover"] = RunPyPlover(s, self);
-    if (s.sections.contains("latency")) out["latency"] = RunLatency(s);
-    if (s.sections.contains("throughput")) out["throughput"] = RunThroughput(s);
-    if (s.sections.contains("payload")) out["payload"] = RunPayload(s);
-    if (s.sections.contains("many")) out["many"] = RunMany(s);
-    if (s.sections.contains("tenants")) out["tenants"] = RunTenants(s);
-    out["seconds"] = MicrosSince(t0) / 1e6;
-    std::ofstream(s.out) << out.dump(1) << "\n";
+    // Written after every section, so that a run cut short (a time limit) keeps what it had.
+    auto save = [&] {
+      out["seconds"] = MicrosSince(t0) / 1e6;
+      std::ofstream(s.out) << out.dump(1) << "\n";
+    };
+    const std::pair<const char*, std::function<json()>> sections[] = {
+        {"pyplover", [&] { return RunPyPlover(s, self); }},
+        {"latency", [&] { return RunLatency(s); }},
+        {"throughput", [&] { return RunThroughput(s); }},
+        {"payload", [&] { return RunPayload(s); }},
+        {"many", [&] { return RunMany(s); }},
+        {"tenants", [&] { return RunTenants(s, &out, save); }},
+    };
+    for (const auto& [name, run] : sections) {
+      if (!s.sections.contains(name)) continue;
+      json result = run();
+      out[name] = std::move(result);
+      save();
+    }
     fs::remove_all(s.scratch);
     Progress("== wrote %s (%.0f s)", s.out.c_str(), out["seconds"].get<double>());
     return 0;
