@@ -12,9 +12,15 @@
 #  - keeps the symbols of static libraries it links private (--exclude-libs,ALL);
 #  - must resolve every symbol at link time (--no-undefined), so a missing one fails the
 #    build rather than the deploy;
-#  - for TARGET cuda: compiles .cu sources for KCHAIN_CUDA_ARCHITECTURES (default 90) and
-#    links the shared CUDA runtime, the same one the kchain runtime uses, so that launch
-#    errors and stream capture are seen by both.
+#  - for TARGET cuda: compiles .cu sources for KCHAIN_CUDA_ARCHITECTURES when it is set, else
+#    for CMAKE_CUDA_ARCHITECTURES (your project's setting; "90" for Hopper), and links the
+#    shared CUDA runtime, the same one the kchain runtime uses, so that launch errors and
+#    stream capture are seen by both;
+#  - for TARGET host: C or C++ sources (enable C in project() for .c files); link what they
+#    need with LINK_LIBRARIES, e.g. m for sqrtf (every symbol must resolve at link time).
+#
+# The library file is lib<name>.so in OUTPUT_DIRECTORY (default: the build folder of the
+# CMakeLists.txt that calls this); name it in the manifest's "library" object.
 #
 # Works inside the kchain tree and from a standalone project: include() this file directly,
 # or find_package(kchain) after installing kchain.
@@ -22,9 +28,6 @@ include_guard(GLOBAL)
 
 if(NOT DEFINED KCHAIN_INCLUDE_DIR)
   get_filename_component(KCHAIN_INCLUDE_DIR "${CMAKE_CURRENT_LIST_DIR}/../include" ABSOLUTE)
-endif()
-if(NOT DEFINED KCHAIN_CUDA_ARCHITECTURES)
-  set(KCHAIN_CUDA_ARCHITECTURES "90")
 endif()
 
 if(NOT TARGET kchain::kernel_abi)
@@ -61,10 +64,10 @@ function(kchain_add_kernel_library name)
   endif()
   if(ARG_TARGET STREQUAL "cuda")
     find_package(CUDAToolkit REQUIRED)
-    set_target_properties(${name} PROPERTIES
-      CUDA_RUNTIME_LIBRARY Shared
-      CUDA_STANDARD 17
-      CUDA_ARCHITECTURES "${KCHAIN_CUDA_ARCHITECTURES}")
+    set_target_properties(${name} PROPERTIES CUDA_RUNTIME_LIBRARY Shared CUDA_STANDARD 17)
+    if(DEFINED KCHAIN_CUDA_ARCHITECTURES)
+      set_target_properties(${name} PROPERTIES CUDA_ARCHITECTURES "${KCHAIN_CUDA_ARCHITECTURES}")
+    endif()  # else CMAKE_CUDA_ARCHITECTURES, as for any CUDA target of the project
     target_link_libraries(${name} PRIVATE CUDA::cudart)
   endif()
   set_property(TARGET ${name} PROPERTY KCHAIN_KERNEL_TARGET ${ARG_TARGET})

@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config binutils googletest libgtest-dev libbenchmark-dev
           nlohmann-json3-dev libcpp-httplib-dev libssl-dev libseccomp-dev
-          libb64-0d)  # libb64-0d: for the perf_analyzer that tritonclient's wheel carries
+          libb64-0d curl)  # curl: the tutorial test; libb64-0d: for the perf_analyzer that tritonclient's wheel carries
 # Python with venv and pip, for the SDK and its tests (any python3 >= 3.9 that has them will do).
 python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv python3-pip)
 missing=()

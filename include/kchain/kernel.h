@@ -24,15 +24,28 @@
  *    it links (abort, say), not data, and no name starting with `kchain_` (reserved).
  *
  * A launcher (cuda target):
- *  - enqueues its GPU work on `s->stream` and returns;
- *  - never synchronizes (no cudaDeviceSynchronize / cudaStreamSynchronize / blocking copies),
- *    never copies to or from host memory, never uses the legacy default stream, never
- *    allocates device memory. The runtime may record the launcher's work into a CUDA graph
- *    after the first good run and replay it later; whatever the launcher reads from `s`
- *    (pointers, lengths, grid, block) is baked into that graph, so a launcher must be a pure
- *    function of `s`, `grid` and `block`;
+ *  - enqueues its GPU work on `s->stream` and returns. It may enqueue several kernels (they
+ *    run in order), cudaMemsetAsync() or device-to-device cudaMemcpyAsync() between the
+ *    state's buffers on `s->stream` (to zero `tmp`, say), and check its launches with
+ *    cudaGetLastError() / cudaPeekAtLastError(). All of these work in direct mode and under
+ *    graph capture (tests/gpu/cuda_runtime_test.cc runs one that does all of them);
+ *  - never synchronizes (no cudaDeviceSynchronize / cudaStreamSynchronize / cudaEvent waits /
+ *    blocking copies), never copies to or from host memory, never uses the legacy default
+ *    stream (`<<<grid, block>>>` without `s->stream`) or another stream, never allocates or
+ *    frees device memory (cudaMalloc, cudaMallocAsync, cudaFree), never changes the device
+ *    or its settings (cudaSetDevice, cudaDeviceReset, cudaDeviceSetLimit). A launch that
+ *    breaks the stream rules makes graph capture fail: the instance then falls back to
+ *    direct launches and stays correct, only slower;
+ *  - keeps no state of its own between calls: the runtime may record the launcher's work
+ *    into a CUDA graph after the first good run and replay it later, and whatever the
+ *    launcher reads from `s` (pointers, lengths, grid, block) is baked into that graph, so a
+ *    launcher must be a pure function of `s`, `grid` and `block`. Instances of one function
+ *    (and other functions of the same tenant) may run at the same time in one process, so
+ *    no mutable global or `__device__` variables either;
  *  - may call kchain_report_error() to fail the invocation with a message (for example when
- *    `s->input.len` is not what it expects).
+ *    `s->input.len` is not what it expects, or a cudaGetLastError() is not cudaSuccess). A
+ *    launch error it does not check still fails the invocation, naming the kernel; one it
+ *    takes with cudaGetLastError() (which clears it) it must report itself.
  * A launcher (host target) does the work itself, synchronously, on the calling thread, with
  *  the same buffers in host memory. `s->stream` is NULL there.
  *
