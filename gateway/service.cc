@@ -94,12 +94,15 @@ StatusOr<Service::DeployResult> Service::Deploy(const FunctionKey& key,
   manifest.constants.clear();
   if (library.empty()) return InvalidArgumentError("the kernel library is empty");
   if (constants.size() != manifest.spec.constant_bytes) {
-    return InvalidArgumentError("constants are " + std::to_string(constants.size()) +
-                                " bytes but the manifest declares constant_bytes = " +
-                                std::to_string(manifest.spec.constant_bytes) +
-                                (constants.size() > manifest.spec.constant_bytes
-                                     ? " (larger than declared)"
-                                     : " (smaller than declared)"));
+    return InvalidArgumentError(
+        "constants are " + std::to_string(constants.size()) +
+        " bytes but the manifest declares constant_bytes = " +
+        std::to_string(manifest.spec.constant_bytes) +
+        (constants.size() > manifest.spec.constant_bytes ? " (larger than declared)"
+         : constants.empty() ? " (none were sent: send the manifest's constants "
+                               "file with the deploy, e.g. kchain deploy "
+                               "--constants FILE)"
+                             : " (smaller than declared)"));
   }
   const size_t budget = options_.scheduler.memory_budget_bytes;
   const size_t instance_bytes = manifest.spec.max_input_bytes + manifest.spec.tmp_bytes +

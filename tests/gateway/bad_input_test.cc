@@ -279,7 +279,7 @@ std::vector<BadCase> Cases() {
        400, "invalid_argument", "larger than declared"},
       {"deploy_constants_missing",
        [](auto& c) { return DeployMultipart(c, "mnist_cnn", CnnManifest(), CnnLibrary(), ""); },
-       400, "invalid_argument", "smaller than declared"},
+       400, "invalid_argument", "none were sent"},
       {"deploy_bad_name",
        [](auto& c) { return DeployMultipart(c, "a b", CnnManifest(), CnnLibrary(), CnnWeights()); },
        400, "invalid_argument", "function name"},

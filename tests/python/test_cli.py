@@ -90,3 +90,73 @@ def test_serve_finds_and_runs_a_gateway(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _wait_for_port(port_file: Path) -> str:
+    import time
+    for _ in range(200):
+        if port_file.exists() and port_file.read_text().strip():
+            return f"http://127.0.0.1:{port_file.read_text().strip()}"
+        time.sleep(0.05)
+    raise AssertionError("the gateway wrote no port file")
+
+
+def test_serve_finds_the_gateway_of_the_build_without_being_told(tmp_path: Path) -> None:
+    build = SAMPLES.parent
+    port_file = tmp_path / "port"
+    env = {k: v for k, v in os.environ.items() if k != "KCHAIN_GATEWAY"}
+    env["KCHAIN_BUILD_DIR"] = str(build)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kchain", "serve", "--port", "0", "--data-dir", str(tmp_path / "d"),
+         "--device", "host", "--", "--port-file", str(port_file), "--isolation", "none"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    try:
+        g = Gateway.__new__(Gateway)
+        g.url = _wait_for_port(port_file)
+        r = kchain(g, "ls")
+        assert r.returncode == 0 and b"no functions" in r.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_help_explains_every_option() -> None:
+    r = subprocess.run([sys.executable, "-m", "kchain", "serve", "--help"], capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0
+    text = r.stdout.decode()
+    for option in ("--port", "--data-dir", "--device", "--gateway"):
+        line = next(l for l in text.splitlines() if l.strip().startswith(option))
+        # Each option says what it does, on its line or the next.
+        rest = text[text.index(line) + len(line):].splitlines()[1] if len(line.split()) < 3 else line
+        assert len(rest.split()) >= 2, f"{option} has no help: {line!r}"
+
+
+def test_a_reader_that_goes_away_is_no_error(gateway: Gateway) -> None:
+    # `kchain ls | head -0`: the pipe closes before the CLI writes.
+    env = dict(os.environ, KCHAIN_URL=gateway.url)
+    proc = subprocess.Popen([sys.executable, "-m", "kchain", "ls"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err, err.decode()
+    assert proc.returncode == 0
+
+
+def test_deploy_without_the_declared_constants_says_how_to_send_them(gateway: Gateway,
+                                                                   tmp_path: Path) -> None:
+    manifest = json.loads(sample("mnist_cnn").read_text())
+    del manifest["constants"]
+    folder = sample("mnist_cnn").parent
+    manifest["library"] = {t: str(folder / f) for t, f in manifest["library"].items()}
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest))
+    r = kchain(gateway, "deploy", str(path), "--name", "no-weights")
+    assert r.returncode == 2, r.stderr.decode()
+    assert b"constant_bytes = 9372" in r.stderr and b"--constants" in r.stderr
+    assert b"Traceback" not in r.stderr
+    # Given them, it deploys.
+    r = kchain(gateway, "deploy", str(path), "--name", "no-weights",
+               "--constants", str(sample("mnist_cnn").parent / "weights.bin"))
+    assert r.returncode == 0, r.stderr.decode()
+    kchain(gateway, "rm", "no-weights")

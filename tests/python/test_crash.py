@@ -100,6 +100,16 @@ def test_one_data_directory_serves_one_gateway(tmp_path: Path) -> None:
         g.stop()
 
 
+def test_a_data_directory_that_cannot_be_made_is_named_at_start(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for where in ("/proc/kchain-nope", str(blocker / "data")):
+        r = run_gateway("--listen", "127.0.0.1:0", "--data-dir", where, cwd=tmp_path)
+        assert r.returncode == 1, r.stderr
+        assert f"data directory '{where}'".encode() in r.stderr, r.stderr
+        assert b"Traceback" not in r.stderr and b"terminate called" not in r.stderr
+
+
 def test_a_busy_port_fails_at_start(tmp_path: Path) -> None:
     g = Gateway(tmp_path)
     try:

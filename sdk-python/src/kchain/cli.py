@@ -168,18 +168,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _find_gateway(explicit: Optional[str]) -> str:
-    candidates = [explicit, os.environ.get("KCHAIN_GATEWAY"), shutil.which("kchain-gateway")]
-    # A kchain checkout's build folder, from here upwards.
+def _gateway_candidates(explicit: Optional[str]) -> List[Optional[str]]:
+    """Where kchain-gateway may be, most specific first."""
+    candidates = [explicit, os.environ.get("KCHAIN_GATEWAY")]
+    if os.environ.get("KCHAIN_BUILD_DIR"):
+        candidates.append(str(Path(os.environ["KCHAIN_BUILD_DIR"]) / "bin" / "kchain-gateway"))
+    candidates.append(shutil.which("kchain-gateway"))
+    # Beside this Python (an install prefix), and the build folder a venv lives in
+    # (scripts/python-env.sh makes build/venv).
+    prefix = Path(sys.prefix)
+    candidates += [str(prefix / "bin" / "kchain-gateway"),
+                   str(prefix.parent / "bin" / "kchain-gateway")]
+    # The checkout this package was built from, and the working folder's, upwards.
+    try:
+        from ._build_info import CHECKOUT  # written by the package's build
+        roots = [Path(CHECKOUT)]
+    except ImportError:  # a source tree used without building
+        roots = []
     here = Path.cwd()
-    for folder in [here, *here.parents]:
-        candidates.append(str(folder / "build" / "bin" / "kchain-gateway"))
-    for c in candidates:
+    roots += [here, *here.parents]
+    for root in roots:
+        candidates.append(str(root / "build" / "bin" / "kchain-gateway"))
+    return candidates
+
+
+def _find_gateway(explicit: Optional[str]) -> str:
+    if explicit and not (Path(explicit).is_file() and os.access(explicit, os.X_OK)):
+        raise InvalidArgumentError(f"--gateway {explicit}: not an executable file")
+    for c in _gateway_candidates(explicit):
         if c and Path(c).is_file() and os.access(c, os.X_OK):
             return c
     raise InvalidArgumentError(
         "kchain-gateway not found: build kchain (scripts/build.sh), then pass --gateway PATH, "
-        "set $KCHAIN_GATEWAY, or put it on the PATH")
+        "set $KCHAIN_GATEWAY or $KCHAIN_BUILD_DIR, or put it on the PATH")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -238,14 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("serve", help="run a local gateway for development (foreground)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--data-dir", default="kchain-data")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "host"])
-    p.add_argument("--gateway", help="the kchain-gateway executable")
+    p = sub.add_parser(
+        "serve", help="run a local gateway for development (foreground)",
+        description="Runs kchain-gateway in the foreground (Ctrl-C stops it). The gateway is "
+                    "--gateway, else $KCHAIN_GATEWAY, $KCHAIN_BUILD_DIR/bin, the PATH, this "
+                    "Python's prefix and the build folder of the checkout this package was "
+                    "built from. Flags after -- go to the gateway (kchain-gateway --help).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    p.add_argument("--data-dir", default="kchain-data",
+                   help="folder for deployed functions, kept across restarts (default kchain-data)")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "host"],
+                   help="auto: the GPU when there is one, else the host backend (default auto)")
+    p.add_argument("--gateway", help="the kchain-gateway executable (default: searched, see above)")
     p.add_argument("gateway_args", nargs=argparse.REMAINDER,
-                   help="after --: more kchain-gateway flags")
+                   help="after --: more kchain-gateway flags, e.g. -- --isolation process")
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -256,7 +284,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "serve" and args.gateway_args[:1] == ["--"]:
         args.gateway_args = args.gateway_args[1:]
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # here, so that a closed pipe is caught below
+        return status
+    except BrokenPipeError:
+        # The reader went away (kchain describe f | head): not an error of ours. Point stdout at
+        # /dev/null so that the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except TransportError as e:
         print(f"kchain: {e}", file=sys.stderr)
         return EXIT_UNREACHABLE

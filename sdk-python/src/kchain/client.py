@@ -223,9 +223,21 @@ class _Base:
             if target is None:
                 raise InvalidArgumentError("pass library=... (the server's target is unknown)")
             library = m.library_path(target)
+        declared = int(m.data.get("constant_bytes", 0))
         if constants is None:
             constants = m.constants_path()
-        return m, _read_bytes(library, "library"), _read_bytes(constants, "constants")
+            if constants is None and declared > 0:
+                raise InvalidArgumentError(
+                    f"the manifest declares constant_bytes = {declared} but names no constants "
+                    "file: add \"constants\": \"FILE\" to it, or pass constants=... "
+                    "(--constants FILE on the command line)")
+        const = _read_bytes(constants, "constants")
+        if len(const) != declared:
+            where = f" ({constants})" if isinstance(constants, (str, Path)) else ""
+            raise InvalidArgumentError(
+                f"the constants{where} are {len(const)} bytes but the manifest declares "
+                f"constant_bytes = {declared}")
+        return m, _read_bytes(library, "library"), const
 
 
 class Client(_Base):
