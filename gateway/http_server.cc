@@ -15,6 +15,7 @@
 #include "gateway/http_errors.h"
 #include "gateway/http_transport.h"
 #include "gateway/invocation.h"
+#include "gateway/openapi_document.h"
 #include "gateway/tensor_codec.h"
 #include "runtime/json_input.h"
 
@@ -141,13 +142,10 @@ struct HttpServer::Handlers {
     for (const auto& [reason, n] : stats.restarts) restarts[reason] = n;
     json evictions = json::object();
     for (const auto& [reason, n] : stats.evictions) evictions[reason] = n;
-    return {{"scope", stats.worker_scope},
-            {"live", stats.workers_live},
-            {"idle", stats.workers_idle},
-            {"bound", stats.workers_bound},
-            {"context_bytes", stats.context_bytes},
-            {"restarts", restarts},
-            {"evictions", evictions}};
+    return {{"scope", stats.worker_scope},  {"live", stats.workers_live},
+            {"idle", stats.workers_idle},   {"bound", stats.workers_bound},
+            {"limit", stats.workers_limit}, {"context_bytes", stats.context_bytes},
+            {"restarts", restarts},         {"evictions", evictions}};
   }
 
   // Admins only: every worker process, whom it serves and what it hosts.
@@ -522,7 +520,8 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
     }
     // Probes need no key; everything else does, when keys are configured.
     if (req.path == "/healthz" || req.path == "/readyz" || req.path == "/v2/health/live" ||
-        req.path == "/v2/health/ready") {
+        req.path == "/v2/health/ready" || req.path == "/openapi.yaml" ||
+        req.path == "/v1/openapi.yaml") {
       return httplib::Server::HandlerResponse::Unhandled;
     }
     if (options_.keys == nullptr) {
@@ -607,6 +606,13 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
     Handlers::Json(res, 200, {{"status", "ok"}});
   });
   s.Get("/readyz", bind(&Handlers::Ready));
+  // The API's description, as docs/openapi.yaml (no key needed: it holds no tenant's data).
+  for (const char* path : {"/openapi.yaml", "/v1/openapi.yaml"}) {
+    s.Get(path, [](const httplib::Request&, httplib::Response& res) {
+      const std::string_view doc = OpenApiDocument();
+      res.set_content(doc.data(), doc.size(), "application/yaml");
+    });
+  }
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(RenderMetrics(*service_), "text/plain; version=0.0.4");
   });
@@ -624,11 +630,10 @@ HttpServer::HttpServer(Service* service, const Logger* logger, HttpOptions optio
   s.Post("/v1/uploads", bind(&Handlers::Upload));
   // Known paths with the wrong method: 405 rather than 404.
   std::vector<std::pair<std::string, std::string>> allowed = {
-      {"/healthz", "GET"},           {"/readyz", "GET"},
-      {"/metrics", "GET"},           {"/v1", "GET"},
-      {"/v1/functions", "GET"},      {"/v1/workers", "GET"},
-      {fn_path, "GET, PUT, DELETE"}, {fn_path + "/invoke", "POST"},
-      {fn_path + "/park", "POST"},   {"/v1/uploads", "POST"}};
+      {"/healthz", "GET"},           {"/readyz", "GET"},          {"/openapi.yaml", "GET"},
+      {"/v1/openapi.yaml", "GET"},   {"/metrics", "GET"},         {"/v1", "GET"},
+      {"/v1/functions", "GET"},      {"/v1/workers", "GET"},      {fn_path, "GET, PUT, DELETE"},
+      {fn_path + "/invoke", "POST"}, {fn_path + "/park", "POST"}, {"/v1/uploads", "POST"}};
   // The v2 inference protocol's routes (gateway/v2_http.cc), and their allowed methods.
   RegisterV2Routes(&allowed);
   for (const auto& [path, methods] : allowed) {
