@@ -105,6 +105,7 @@ struct ExecutorStats {
   int workers_live = 0;      // worker processes alive (idle pool included)
   int workers_idle = 0;      // pre-initialized workers waiting for a first instance
   int workers_bound = 0;     // workers hosting a tenant's instances
+  int workers_limit = 0;     // most workers now: --max-workers, the budget, what the device took
   std::vector<std::pair<std::string, uint64_t>> restarts;   // worker deaths by reason
   std::vector<std::pair<std::string, uint64_t>> evictions;  // workers retired, by reason
   std::string last_restart;                                 // the latest, described

@@ -475,6 +475,7 @@ class ProcessExecutor final : public Executor {
     stats.workers_live = live_;
     stats.workers_idle = static_cast<int>(idle_.size());
     stats.workers_bound = static_cast<int>(workers_.size());
+    stats.workers_limit = MaxWorkersLocked();
     stats.context_bytes = context_bytes_;
     for (const auto& [reason, n] : restarts_) stats.restarts.emplace_back(reason, n);
     for (const auto& [reason, n] : evictions_) stats.evictions.emplace_back(reason, n);
@@ -559,6 +560,12 @@ class ProcessExecutor final : public Executor {
   // Workers allowed at once: --max-workers, and no more contexts than the budget holds.
   int MaxWorkersLocked() const {
     int limit = options_.max_workers;
+    // The device refused one more context while `learned_worker_limit_` workers lived (on an
+    // H200, about a hundred contexts fit whatever the free memory): stay at that number for a
+    // while, retiring idle workers to make room, instead of failing starts.
+    if (learned_worker_limit_ > 0 && Clock::now() - learned_at_ < kLearnedLimitTtl) {
+      limit = std::min(limit, learned_worker_limit_);
+    }
     if (context_bytes_ > 0 && options_.device_budget_bytes > 0) {
       limit = std::min<int64_t>(
           limit, std::max<int64_t>(
@@ -618,7 +625,8 @@ class ProcessExecutor final : public Executor {
         if (!idle_.empty() || stopping_) continue;
         if (spawn_failures_ != failures) {
           // Often: no device memory left for another context. Make room, then try again.
-          if (evictions_after_failure++ < 3 && RetireLeastRecentlyUsed(lock, "device_memory")) {
+          if (evictions_after_failure++ < kEvictionsAfterSpawnFailure &&
+              RetireLeastRecentlyUsed(lock, "device_memory")) {
             continue;
           }
           return UnavailableError("cannot start a worker: " + last_spawn_error_.message());
@@ -828,6 +836,10 @@ class ProcessExecutor final : public Executor {
       } else {
         last_spawn_error_ = worker.status();
         ++spawn_failures_;
+        if (live_ > 0) {
+          learned_worker_limit_ = live_;
+          learned_at_ = Clock::now();
+        }
         cv_.notify_all();
         cv_.wait_for(lock, std::chrono::seconds(1));  // back off
       }
@@ -904,6 +916,12 @@ class ProcessExecutor final : public Executor {
   int waiting_ = 0;
   uint64_t spawn_failures_ = 0;
   Status last_spawn_error_;
+  // How many workers lived when a context could last not be created (0: never), and when.
+  int learned_worker_limit_ = 0;
+  Clock::time_point learned_at_;
+  static constexpr auto kLearnedLimitTtl = std::chrono::seconds(60);
+  // Workers one start may retire, one after another, while new contexts keep failing.
+  static constexpr int kEvictionsAfterSpawnFailure = 8;
   bool stopping_ = false;
   HostReleaser releaser_;
   std::vector<uint64_t> forgotten_;
