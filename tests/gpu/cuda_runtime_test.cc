@@ -196,6 +196,25 @@ TEST_F(Gpu, StageTimingsAreMeasuredInGraphMode) {
   EXPECT_GT(t.total_us, t.input_copy_us + t.chain_us + t.output_copy_us);
 }
 
+// kernel.h's launcher rules: several kernels per launcher, cudaMemsetAsync on tmp and
+// cudaGetLastError / cudaPeekAtLastError are all fine, graph capture included.
+TEST_F(Gpu, LauncherWithMemsetSeveralKernelsAndErrorChecksIsCapturedIntoAGraph) {
+  std::vector<float> constants(256);
+  for (size_t i = 0; i < constants.size(); ++i) constants[i] = float(i);
+  auto loaded = testing::Load(cuda_, TestLibrary("test_kernels_cuda"),
+                              FloatSpec({"memset_two_kernels_checked"}, 256, 256), constants);
+  ASSERT_TRUE(loaded.instance);
+  std::vector<float> input(256), out(256);
+  for (int run = 0; run < 5; ++run) {
+    for (size_t i = 0; i < input.size(); ++i) input[i] = float(run * 1000 + i);
+    RunTimings t;
+    KCHAIN_ASSERT_OK(loaded.instance->Run(Bytes(input), MutableBytes(out), &t));
+    EXPECT_EQ(t.mode, run == 0 ? ExecMode::kDirect : ExecMode::kGraph) << run;
+    for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], 2 * (input[i] + constants[i])) << i;
+  }
+  EXPECT_EQ(loaded.instance->graph_status(), "captured");
+}
+
 TEST_F(Gpu, LegacyStreamLauncherFallsBackToDirectAndStaysCorrect) {
   std::vector<float> constants(256);
   for (size_t i = 0; i < constants.size(); ++i) constants[i] = float(i);

@@ -56,6 +56,26 @@ KCHAIN_KERNEL(double_tmp_to_out)(kchain_state_t* s, int grid, int block) {
                                                MinSize(s->tmp.len, s->out.len) / sizeof(float));
 }
 
+// Everything kernel.h allows a launcher in one: zero tmp with cudaMemsetAsync, several kernels,
+// check them with cudaPeekAtLastError and cudaGetLastError. out = 2 * (input + constant), and
+// it must be recorded into a graph like any other launcher.
+KCHAIN_KERNEL(memset_two_kernels_checked)(kchain_state_t* s, int grid, int block) {
+  if (cudaMemsetAsync(s->tmp.dat, 0, s->tmp.len, s->stream) != cudaSuccess) {
+    kchain_report_error(s, 1, "cudaMemsetAsync failed");
+    return;
+  }
+  AddConstant(s, grid, block, s->stream);
+  if (cudaPeekAtLastError() != cudaSuccess) {
+    kchain_report_error(s, 2, cudaGetErrorString(cudaGetLastError()));
+    return;
+  }
+  double_kernel<<<grid, block, 0, s->stream>>>(reinterpret_cast<const float*>(s->tmp.dat),
+                                               reinterpret_cast<float*>(s->out.dat),
+                                               MinSize(s->tmp.len, s->out.len) / sizeof(float));
+  const cudaError_t launched = cudaGetLastError();
+  if (launched != cudaSuccess) kchain_report_error(s, 3, cudaGetErrorString(launched));
+}
+
 // Breaks the contract: launches on the legacy default stream. Graph capture must fail and the
 // instance must fall back to direct launches, still computing the right thing.
 KCHAIN_KERNEL(add_constant_on_legacy_stream)(kchain_state_t* s, int grid, int block) {
