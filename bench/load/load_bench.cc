@@ -18,6 +18,8 @@
 //
 //   kchain_load_bench --out FILE.json [--device auto|cuda|host] [--quick]
 //                     [--sections pyplover,latency,throughput,payload,many,tenants]
+//                     [--clients 1,8,64]   (the throughput section's concurrency levels)
+//                     [--tenant-parts density,many_tenants,containment]
 //                     [--gateway PATH] [--samples DIR] [--bench-kernels DIR]
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -129,7 +131,11 @@ struct Settings {
   int latency_calls() const { return quick ? 50 : 4000; }
   int throughput_rounds() const { return quick ? 1 : 3; }
   double throughput_seconds() const { return quick ? 0.2 : 0.6; }
+  // --tenant-parts: which parts of the tenants section run (default all).
+  std::set<std::string> tenant_parts = {"density", "many_tenants", "containment"};
+  std::vector<int> clients;  // --clients: the throughput section's concurrency levels
   std::vector<int> concurrency() const {
+    if (!clients.empty()) return clients;
     return quick ? std::vector<int>{1, 2, 4} : std::vector<int>{1, 2, 4, 8, 16, 32, 64, 128, 256};
   }
   std::vector<size_t> payload_sizes() const {
@@ -946,6 +952,18 @@ void DeployWith(httplib::Client& c, const std::string& name, const FunctionFiles
   }
 }
 
+// MemAvailable from /proc/meminfo, in bytes (0 when unreadable).
+uint64_t HostMemoryAvailable() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t kb = 0;
+  while (meminfo >> key >> kb) {
+    if (key == "MemAvailable:") return kb * 1024;
+    meminfo.ignore(256, '\n');
+  }
+  return 0;
+}
+
 // Each part is also written into (*partial)["tenants"] and saved as it is done.
 json RunTenants(const Settings& s, json* partial, const std::function<void()>& save) {
   const GpuUtilization nvml;
@@ -956,7 +974,7 @@ json RunTenants(const Settings& s, json* partial, const std::function<void()>& s
     (*partial)["tenants"][part] = std::move(value);
     save();
   };
-  {
+  if (s.tenant_parts.contains("density")) {
     // Density: many functions of one tenant, on one worker's context.
     const int n = s.density_functions();
     Progress("== tenants: density, %d functions of one tenant", n);
@@ -998,7 +1016,7 @@ json RunTenants(const Settings& s, json* partial, const std::function<void()>& s
     }
     keep("density", d);
   }
-  {
+  if (s.tenant_parts.contains("many_tenants")) {
     // Many tenants, two functions each, in a random order.
     const int tenants = s.tenants();
     Progress("== tenants: %d tenants x 2 functions, random order", tenants);
@@ -1021,7 +1039,19 @@ json RunTenants(const Settings& s, json* partial, const std::function<void()>& s
               ++deploy_failures;
               Progress("   %s", e.what());
             }
-            if (++deployed % 100 == 0) Progress("   deployed for %d tenants", deployed.load());
+            if (const int done = ++deployed; done % 25 == 0) {
+              // What the machine has left: device memory (NVML), host memory, workers.
+              auto admin = TenantClient(gw, -1);
+              auto info = admin->Get("/v1");
+              const json workers = info && info->status == 200
+                                       ? json::parse(info->body).value("workers", json::object())
+                                       : json::object();
+              Progress(
+                  "   deployed for %d tenants: device memory used %.1f GiB, host memory "
+                  "available %.1f GiB, workers live %d",
+                  done, static_cast<double>(nvml.MemoryUsed()) / (1 << 30),
+                  static_cast<double>(HostMemoryAvailable()) / (1 << 30), workers.value("live", 0));
+            }
           }
         });
       }
@@ -1078,7 +1108,7 @@ json RunTenants(const Settings& s, json* partial, const std::function<void()>& s
     }
     keep("many_tenants", m);
   }
-  {
+  if (s.tenant_parts.contains("containment")) {
     // Containment: tenant 0's CNN at 8 clients while tenant 1's kernels fault.
     Progress("== tenants: containment, a CNN at 8 clients while another tenant faults");
     Gateway gw(s, "containment",
@@ -1157,6 +1187,22 @@ int main(int argc, char** argv) {
         s.bench_kernels = value();
       } else if (arg == "--native-child") {
         native_child = value();
+      } else if (arg == "--tenant-parts") {
+        s.tenant_parts.clear();
+        std::stringstream list(value());
+        for (std::string item; std::getline(list, item, ',');) {
+          if (item != "density" && item != "many_tenants" && item != "containment") {
+            throw std::invalid_argument("--tenant-parts: density, many_tenants, containment");
+          }
+          s.tenant_parts.insert(item);
+        }
+      } else if (arg == "--clients") {
+        std::stringstream list(value());
+        for (std::string item; std::getline(list, item, ',');) {
+          const int n = std::stoi(item);
+          if (n < 1 || n > 4096) throw std::invalid_argument("--clients: 1..4096 each");
+          s.clients.push_back(n);
+        }
       } else if (arg == "--sections") {
         s.sections.clear();
         std::stringstream list(value());
