@@ -109,6 +109,10 @@ class TestGateway {
     HttpOptions http;
     http.port = 0;
     http.threads = 32;
+    // As long as the clients' read timeout: a sanitized build on a loaded machine can spend
+    // more than the default 5 s checking one response before it sends the next request, and
+    // a connection the server closed meanwhile fails that request.
+    http.keep_alive_timeout_s = 60;
     http.max_body = options.max_body;
     http.keys = options.keys;
     server_ = std::make_unique<HttpServer>(service_.get(), &logger_, http);

@@ -375,6 +375,7 @@ TEST(V2Api, VecaddBinaryJsonAndMixed) {
                       {{"inputs", {BinaryInput(4000000, {1000000})}},
                        {"parameters", {{"binary_data_output", true}}}},
                       BytesOf(input));
+  ASSERT_TRUE(binary) << httplib::to_string(binary.error());
   ASSERT_EQ(binary->status, 200) << binary->body.substr(0, 300);
   EXPECT_EQ(binary->get_header_value("X-Kchain-Start"), "cold");
   const Parsed b = Split(binary);
@@ -388,6 +389,7 @@ TEST(V2Api, VecaddBinaryJsonAndMixed) {
              {"parameters", {{"binary_data_output", true}}},
              {"outputs", {{{"name", "output"}, {"parameters", {{"binary_data", false}}}}}}},
             BytesOf(input));
+  ASSERT_TRUE(mixed1) << httplib::to_string(mixed1.error());
   ASSERT_EQ(mixed1->status, 200) << mixed1->body.substr(0, 300);
   EXPECT_EQ(mixed1->get_header_value("Content-Type"), "application/json");
   const Parsed m1 = Split(mixed1);
@@ -399,6 +401,7 @@ TEST(V2Api, VecaddBinaryJsonAndMixed) {
       Infer(*client, "vecadd",
             {{"inputs", {FloatInput(input, {1000000})}},
              {"outputs", {{{"name", "output"}, {"parameters", {{"binary_data", true}}}}}}});
+  ASSERT_TRUE(mixed2) << httplib::to_string(mixed2.error());
   ASSERT_EQ(mixed2->status, 200) << mixed2->body.substr(0, 300);
   EXPECT_EQ(mixed2->get_header_value("Content-Type"), "application/octet-stream");
   check(VectorOf<float>(Split(mixed2).binary));
