@@ -17,20 +17,8 @@ if [ $# -gt 1 ]; then fuzzers=("${@:2}"); else fuzzers=("${all[@]}"); fi
 build=${KCHAIN_FUZZ_BUILD_DIR:-build-fuzz}
 jobs=${KCHAIN_JOBS:-$(nproc)}
 
-# The build's own dependencies, then clang and its compiler-rt (libFuzzer and the sanitizers).
-scripts/setup-deps.sh
-missing=()
-for p in clang-14 libclang-rt-14-dev; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=()
-  [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-  echo "== installing Debian packages: ${missing[*]}"
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
-fi
+# The build's own dependencies, and clang with its compiler-rt (libFuzzer and the sanitizers).
+scripts/setup-deps.sh clang-14 libclang-rt-14-dev
 
 generator=()
 [ -f "$build/CMakeCache.txt" ] || { command -v ninja >/dev/null && generator=(-G Ninja); }

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs what kchain needs to build and test, from Debian's packages. Idempotent: does
-# nothing (not even apt-get update) when everything is already there.
+# Installs what kchain needs to build and test, from Debian's packages, and any packages
+# named as arguments. Idempotent: does nothing (not even apt-get update) when everything is
+# already there.
+#
+#   scripts/setup-deps.sh [PACKAGE...]
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config binutils googletest libgtest-dev libbenchmark-dev
           nlohmann-json3-dev libcpp-httplib-dev libssl-dev libseccomp-dev
           libb64-0d curl)  # curl: the tutorial test; libb64-0d: for the perf_analyzer that tritonclient's wheel carries
+packages+=("$@")  # extra packages a caller needs (scripts/fuzz.sh: clang)
 # Python with venv and pip, for the SDK and its tests (any python3 >= 3.9 that has them will do).
 python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv python3-pip)
 missing=()
