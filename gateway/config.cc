@@ -161,6 +161,10 @@ const std::map<std::string, std::pair<Setter, const char*>>& Options() {
       {"worker-reply-spin-us",
        {IntSetter(&GatewayConfig::worker_reply_spin_us, 0, 1000000),
         "us an invocation spins for a worker's reply before sleeping (default 200; 0: never)"}},
+      {"worker-reply-spinners",
+       {IntSetter(&GatewayConfig::worker_reply_spinners, 0, 4096),
+        "invocations that may spin for a reply at once; the others sleep at once "
+        "(default 1; 0: no cap)"}},
       {"worker-request-spin-us",
        {IntSetter(&GatewayConfig::worker_request_spin_us, 0, 1000000),
         "us a worker spins for its next run; saves a wake-up per hot call, costs a core "

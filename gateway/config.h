@@ -43,6 +43,7 @@ struct GatewayConfig {
   bool worker_sandbox = true;
   int64_t worker_reply_spin_us = 200;
   int64_t worker_request_spin_us = 0;
+  int64_t worker_reply_spinners = 1;
   std::string api_keys;  // API key file; empty: development mode, no authentication
 };
 

@@ -124,6 +124,7 @@ int Run(int argc, char** argv) {
     process.run_timeout = std::chrono::milliseconds(config.invoke_timeout_ms);
     process.reply_spin = std::chrono::microseconds(config.worker_reply_spin_us);
     process.request_spin = std::chrono::microseconds(config.worker_request_spin_us);
+    process.reply_spinners = static_cast<int>(config.worker_reply_spinners);
     process.stage_timing_period = config.stage_timing_period;
     logger.Info("starting worker processes (" + process.launch.binary + ")");
     auto made = MakeProcessExecutor(process);

@@ -525,6 +525,17 @@ class ProcessExecutor final : public Executor {
   }
   void ResidentChange(int64_t delta) { resident_bytes_.fetch_add(static_cast<size_t>(delta)); }
   const ProcessExecutorOptions& options() const { return options_; }
+  // A slot to spin in for a reply, or false when reply_spinners are spinning already.
+  bool TakeSpinSlot() {
+    if (options_.reply_spin.count() == 0) return false;
+    if (options_.reply_spinners == 0) return true;
+    if (spinners_.fetch_add(1, std::memory_order_relaxed) < options_.reply_spinners) return true;
+    spinners_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  void ReturnSpinSlot() {
+    if (options_.reply_spinners != 0) spinners_.fetch_sub(1, std::memory_order_relaxed);
+  }
 
  private:
   static std::string SandboxText(const worker::ReadyBody& ready) {
@@ -901,6 +912,7 @@ class ProcessExecutor final : public Executor {
   size_t total_memory_ = 0;
   size_t context_bytes_ = 0;  // set at Start()
   std::atomic<size_t> resident_bytes_{0};
+  std::atomic<int> spinners_{0};  // invoking threads spinning for a reply now
   std::atomic<uint64_t> next_function_id_{1};
   std::atomic<uint64_t> next_instance_id_{1};
 
@@ -994,16 +1006,19 @@ Status ProcessInstance::Call(Op op, uint64_t input_bytes, std::chrono::milliseco
   const auto& options = executor_->options();
   const auto started = Clock::now();
   auto& replied = PageWord(shm_, worker::kControlReplySequenceOffset);
-  // Short runs: spin on the control page.
+  // Short runs: spin on the control page, while few other threads are spinning too.
   bool done = false;
-  const auto spin_until = started + options.reply_spin;
-  while (true) {
-    if (replied.load(std::memory_order_acquire) == seq) {
-      done = true;
-      break;
+  if (executor_->TakeSpinSlot()) {
+    const auto spin_until = started + options.reply_spin;
+    while (true) {
+      if (replied.load(std::memory_order_acquire) == seq) {
+        done = true;
+        break;
+      }
+      if (Clock::now() >= spin_until) break;
+      worker::CpuRelax();
     }
-    if (Clock::now() >= spin_until) break;
-    worker::CpuRelax();
+    executor_->ReturnSpinSlot();
   }
   if (!done) {
     // Longer ones: sleep on the futex, watching the worker and its memory every 20 ms.

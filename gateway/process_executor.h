@@ -49,6 +49,9 @@ struct ProcessExecutorOptions {
   // How long the invoking thread spins on the control page before it sleeps on the futex:
   // a short run's reply is then seen without a wake-up. 0: never spin.
   std::chrono::microseconds reply_spin{200};
+  // How many invoking threads may spin at once; the others sleep on the futex at once, so
+  // that under load the spinners do not take the cores the workers' threads need. 0: no cap.
+  int reply_spinners = 1;
   // How long an instance's thread spins on its control page for the next request after
   // finishing one. Costs a core while it spins. 0: never.
   std::chrono::microseconds request_spin{0};

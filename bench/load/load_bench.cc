@@ -19,6 +19,8 @@
 //   kchain_load_bench --out FILE.json [--device auto|cuda|host] [--quick]
 //                     [--sections pyplover,latency,throughput,payload,many,tenants]
 //                     [--clients 1,8,64]   (the throughput section's concurrency levels)
+//                     [--variant LABEL=FLAGS ...]   (more throughput rows: gateway flags
+//                                                   after the shared ones, side by side)
 //                     [--tenant-parts density,many_tenants,containment]
 //                     [--gateway PATH] [--samples DIR] [--bench-kernels DIR]
 #include <dlfcn.h>
@@ -134,6 +136,9 @@ struct Settings {
   // --tenant-parts: which parts of the tenants section run (default all).
   std::set<std::string> tenant_parts = {"density", "many_tenants", "containment"};
   std::vector<int> clients;  // --clients: the throughput section's concurrency levels
+  // --variant LABEL=FLAGS: more gateways the throughput section measures side by side with
+  // the process and none rows, e.g. "spin50=--isolation process --worker-request-spin-us 50".
+  std::vector<std::pair<std::string, std::vector<std::string>>> variants;
   std::vector<int> concurrency() const {
     if (!clients.empty()) return clients;
     return quick ? std::vector<int>{1, 2, 4} : std::vector<int>{1, 2, 4, 8, 16, 32, 64, 128, 256};
@@ -761,17 +766,20 @@ json RunThroughput(const Settings& s) {
   };
   const std::vector<Fn> functions = {{"mnist_cnn", SampleFiles(s, "mnist_cnn")},
                                      {"tiny", BenchKernelFiles(s, "bench_noop", 4)}};
-  for (const std::string isolation : {"process", "none"}) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> rows = {
+      {"process", {"--isolation", "process"}}, {"none", {"--isolation", "none"}}};
+  rows.insert(rows.end(), s.variants.begin(), s.variants.end());
+  for (const auto& [isolation, row_flags] : rows) {
     std::vector<std::string> all_flags = flags;
-    all_flags.insert(all_flags.end(), {"--isolation", isolation});
+    all_flags.insert(all_flags.end(), row_flags.begin(), row_flags.end());
+    if (!s.variants.empty()) out["row_flags"][isolation] = row_flags;
     Gateway gw(s, "throughput-" + isolation, all_flags);
     for (const Fn& fn : functions) {
       gw.Deploy(fn.name, fn.files);
       std::vector<std::unique_ptr<httplib::Client>> clients(max_clients);
       for (auto& c : clients) c = gw.NewClient();
       for (int c : s.concurrency()) {
-        Progress("== throughput: %s, --isolation=%s, %d clients", fn.name.c_str(),
-                 isolation.c_str(), c);
+        Progress("== throughput: %s, row %s, %d clients", fn.name.c_str(), isolation.c_str(), c);
         std::vector<json> rounds;
         for (int r = 0; r < s.throughput_rounds(); ++r) {
           rounds.push_back(DriveLoad(
@@ -1203,6 +1211,19 @@ int main(int argc, char** argv) {
           if (n < 1 || n > 4096) throw std::invalid_argument("--clients: 1..4096 each");
           s.clients.push_back(n);
         }
+      } else if (arg == "--variant") {
+        const std::string spec = value();
+        const size_t eq = spec.find('=');
+        const std::string label = spec.substr(0, eq == std::string::npos ? 0 : eq);
+        if (label.empty() || label.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") !=
+                                 std::string::npos) {
+          throw std::invalid_argument(
+              "--variant: LABEL=FLAGS, e.g. spin50=--worker-request-spin-us 50");
+        }
+        std::vector<std::string> flags;
+        std::stringstream words(spec.substr(eq + 1));
+        for (std::string word; words >> word;) flags.push_back(word);
+        s.variants.emplace_back(spec.substr(0, eq), std::move(flags));
       } else if (arg == "--sections") {
         s.sections.clear();
         std::stringstream list(value());

@@ -67,6 +67,18 @@ TEST(Config, RejectsBadFlagsAndFiles) {
             std::string::npos);
 }
 
+TEST(Config, ReplySpinnersDefaultToOneAndAreBounded) {
+  GatewayConfig config;
+  EXPECT_EQ(config.worker_reply_spinners, 1);
+  bool exit_now = false;
+  ASSERT_TRUE(ParseFlags({"--worker-reply-spinners", "0"}, &config, &exit_now).ok());
+  EXPECT_EQ(config.worker_reply_spinners, 0);
+  for (const char* bad : {"-1", "4097", "two"}) {
+    EXPECT_FALSE(ParseFlags({"--worker-reply-spinners", bad}, &config, &exit_now).ok()) << bad;
+  }
+  EXPECT_EQ(config.worker_reply_spinners, 0);  // a rejected value changes nothing
+}
+
 TEST(Config, UsageListsEveryFlag) {
   const std::string usage = Usage();
   for (const char* flag : {"--listen", "--data-dir", "--device", "--threads", "--memory-budget",
