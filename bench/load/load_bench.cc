@@ -1220,6 +1220,10 @@ int main(int argc, char** argv) {
           throw std::invalid_argument(
               "--variant: LABEL=FLAGS, e.g. spin50=--worker-request-spin-us 50");
         }
+        const bool taken =
+            label == "process" || label == "none" || label == "native" ||
+            std::ranges::any_of(s.variants, [&](const auto& v) { return v.first == label; });
+        if (taken) throw std::invalid_argument("--variant: the row '" + label + "' exists already");
         std::vector<std::string> flags;
         std::stringstream words(spec.substr(eq + 1));
         for (std::string word; words >> word;) flags.push_back(word);
