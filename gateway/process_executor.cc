@@ -407,6 +407,7 @@ class ProcessExecutor final : public Executor {
     body.instance_id = next_instance_id_.fetch_add(1);
     body.stage_timing_period = options_.stage_timing_period;
     body.request_spin_us = static_cast<uint32_t>(options_.request_spin.count());
+    body.spin_yield = options_.spin_yield ? 1 : 0;
     body.shm_bytes = shm_bytes;
     body.input_offset = kPage;
     body.output_offset = output_offset;
@@ -448,7 +449,7 @@ class ProcessExecutor final : public Executor {
 
   size_t overhead_device_bytes() const override {
     std::lock_guard<std::mutex> lock(mu_);
-    return context_bytes_ * static_cast<size_t>(live_ + spawning_);
+    return context_bytes_ * static_cast<size_t>(live_ + spawning_ + ending_);
   }
 
   void SetHostReleaser(HostReleaser releaser) override {
@@ -625,7 +626,7 @@ class ProcessExecutor final : public Executor {
         cv_.notify_all();  // the pool has room to refill
         return bound;
       }
-      if (live_ + spawning_ < MaxWorkersLocked()) {
+      if (live_ + spawning_ + ending_ < MaxWorkersLocked()) {
         ++waiting_;
         cv_.notify_all();
         const uint64_t failures = spawn_failures_;
@@ -686,6 +687,7 @@ class ProcessExecutor final : public Executor {
       lock.unlock();
       w->End("", "");
       lock.lock();
+      EndedLocked();
       return true;
     }
     w->releasing.store(false);
@@ -703,7 +705,16 @@ class ProcessExecutor final : public Executor {
       }
     }
     --live_;
+    ++ending_;
     if (reason != nullptr && *reason != '\0') ++evictions_[reason];
+    cv_.notify_all();
+  }
+
+  // A retired worker has been reaped: its context is gone, so another may take its place.
+  // Until then it counts against the limit, or the next start would race its teardown (the
+  // device refuses a context while the last one still holds its slot and memory).
+  void EndedLocked() {
+    --ending_;
     cv_.notify_all();
   }
 
@@ -714,6 +725,8 @@ class ProcessExecutor final : public Executor {
       RetireLocked(w, reason);
     }
     w->End("", "");
+    std::lock_guard<std::mutex> lock(mu_);
+    EndedLocked();
   }
 
   // Loads `version` into `worker` unless it is there already.
@@ -831,7 +844,7 @@ class ProcessExecutor final : public Executor {
     while (!stopping_) {
       const int want = options_.prestarted_workers + waiting_;
       if (static_cast<int>(idle_.size()) + spawning_ >= want ||
-          live_ + spawning_ >= MaxWorkersLocked()) {
+          live_ + spawning_ + ending_ >= MaxWorkersLocked()) {
         cv_.wait(lock);
         continue;
       }
@@ -847,8 +860,8 @@ class ProcessExecutor final : public Executor {
       } else {
         last_spawn_error_ = worker.status();
         ++spawn_failures_;
-        if (live_ > 0) {
-          learned_worker_limit_ = live_;
+        if (live_ + ending_ > 0) {
+          learned_worker_limit_ = live_ + ending_;  // the contexts there were
           learned_at_ = Clock::now();
         }
         cv_.notify_all();
@@ -879,6 +892,9 @@ class ProcessExecutor final : public Executor {
       for (auto& w : expired) RetireLocked(w, "idle");
       lock.unlock();
       for (auto& w : expired) w->End("", "");
+      lock.lock();
+      for (size_t i = 0; i < expired.size(); ++i) EndedLocked();
+      lock.unlock();
       // Workers past their CPU budget are recycled once all their instances are idle.
       if (options_.cpu_seconds_budget != 0) {
         for (auto& w : workers) {
@@ -923,7 +939,8 @@ class ProcessExecutor final : public Executor {
   std::map<uint64_t, std::shared_ptr<BoundWorker>> workers_;  // bound, by id
   std::multimap<std::string, uint64_t> by_key_;               // bound, by scope key
   uint64_t next_worker_id_ = 1;
-  int live_ = 0;  // idle and bound
+  int live_ = 0;    // idle and bound
+  int ending_ = 0;  // retired, not yet reaped
   int spawning_ = 0;
   int waiting_ = 0;
   uint64_t spawn_failures_ = 0;
@@ -1016,7 +1033,7 @@ Status ProcessInstance::Call(Op op, uint64_t input_bytes, std::chrono::milliseco
         break;
       }
       if (Clock::now() >= spin_until) break;
-      worker::CpuRelax();
+      worker::SpinPause(options.spin_yield);
     }
     executor_->ReturnSpinSlot();
   }
