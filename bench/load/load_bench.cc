@@ -1082,6 +1082,7 @@ json RunTenants(const Settings& s, json* partial, const std::function<void()>& s
       threads.emplace_back([&] {
         for (size_t i = next++; i < calls.size(); i = next++) {
           auto c = TenantClient(gw, calls[i].first);
+          if ((i + 1) % 200 == 0) Progress("   invoked %zu of %zu", i + 1, calls.size());
           try {
             const Invocation inv = InvokeBinary(*c, calls[i].second, cnn.input);
             std::lock_guard<std::mutex> lock(mu);
@@ -1102,7 +1103,6 @@ json RunTenants(const Settings& s, json* partial, const std::function<void()>& s
               {"functions", 2 * tenants},
               {"calls", calls.size()},
               {"failures", failures.load()},
-              {"deploy_failures", deploy_failures.load()},
               {"deploy_failures", deploy_failures.load()},
               {"errors", errors},
               {"workers_live", workers.value("live", 0)},
