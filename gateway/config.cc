@@ -5,6 +5,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "kchain/device.h"
 #include "kchain/manifest.h"
 #include "runtime/json_input.h"
 
@@ -164,11 +165,29 @@ const std::map<std::string, std::pair<Setter, const char*>>& Options() {
       {"worker-reply-spinners",
        {IntSetter(&GatewayConfig::worker_reply_spinners, 0, 4096),
         "invocations that may spin for a reply at once; the others sleep at once "
-        "(default 1; 0: no cap)"}},
+        "(default 0: no cap)"}},
       {"worker-request-spin-us",
        {IntSetter(&GatewayConfig::worker_request_spin_us, 0, 1000000),
         "us a worker spins for its next run; saves a wake-up per hot call, costs a core "
-        "while spinning (default 0: never)"}},
+        "while spinning (default 50; 0: never)"}},
+      {"worker-spin",
+       {[](GatewayConfig* c, const std::string& v) -> Status {
+          if (v != "pause" && v != "yield") {
+            return InvalidArgumentError("'" + v + "' is not pause or yield");
+          }
+          c->worker_spin = v;
+          return Status();
+        },
+        "how the reply and request spins wait: pause (the processor's hint) or yield "
+        "(sched_yield, other runnable threads first) (default yield)"}},
+      {"worker-gpu-wait",
+       {[](GatewayConfig* c, const std::string& v) -> Status {
+          KCHAIN_RETURN_IF_ERROR(ParseGpuWait(v).status());
+          c->worker_gpu_wait = v;
+          return Status();
+        },
+        "how a worker's threads wait for the GPU: auto (CUDA's choice: spin), spin, yield "
+        "(sched_yield between polls) or block (sleep until an interrupt) (default auto)"}},
       {"worker-sandbox",
        {[](GatewayConfig* c, const std::string& v) -> Status {
           if (v != "on" && v != "off") return InvalidArgumentError("'" + v + "' is not on or off");

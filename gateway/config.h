@@ -42,9 +42,11 @@ struct GatewayConfig {
   uint64_t worker_cpu_seconds = 3600;
   bool worker_sandbox = true;
   int64_t worker_reply_spin_us = 200;
-  int64_t worker_request_spin_us = 0;
-  int64_t worker_reply_spinners = 1;
-  std::string api_keys;  // API key file; empty: development mode, no authentication
+  int64_t worker_request_spin_us = 50;
+  int64_t worker_reply_spinners = 0;     // 0: no cap (spins yield the core)
+  std::string worker_spin = "yield";     // pause or yield: how the reply and request spins wait
+  std::string worker_gpu_wait = "auto";  // how a worker waits for the GPU: auto|spin|yield|block
+  std::string api_keys;                  // API key file; empty: development mode, no authentication
 };
 
 // Parses "123", "64KiB", "512MiB", "8GiB", "1TiB" (also K, M, G, T and KB, MB, GB, TB, all

@@ -125,6 +125,8 @@ int Run(int argc, char** argv) {
     process.reply_spin = std::chrono::microseconds(config.worker_reply_spin_us);
     process.request_spin = std::chrono::microseconds(config.worker_request_spin_us);
     process.reply_spinners = static_cast<int>(config.worker_reply_spinners);
+    process.spin_yield = config.worker_spin == "yield";
+    process.launch.gpu_wait = config.worker_gpu_wait;
     process.stage_timing_period = config.stage_timing_period;
     logger.Info("starting worker processes (" + process.launch.binary + ")");
     auto made = MakeProcessExecutor(process);

@@ -55,6 +55,10 @@ struct ProcessExecutorOptions {
   // How long an instance's thread spins on its control page for the next request after
   // finishing one. Costs a core while it spins. 0: never.
   std::chrono::microseconds request_spin{0};
+  // How both spins wait: false, the processor's pause hint; true, sched_yield(), which hands
+  // the core to other runnable threads first (an oversubscribed host's HTTP and worker
+  // threads) and costs a system call per turn when there are none.
+  bool spin_yield = false;
   uint32_t stage_timing_period = 64;
   // A bound worker with no instance left is retired after this.
   std::chrono::milliseconds idle_worker_ttl{600000};

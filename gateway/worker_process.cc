@@ -80,6 +80,8 @@ StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Spawn(const WorkerLaunch
                                    launch.device,
                                    "--ordinal",
                                    std::to_string(launch.ordinal),
+                                   "--gpu-wait",
+                                   launch.gpu_wait,
                                    "--workdir",
                                    worker->workdir_,
                                    "--max-open-files",

@@ -21,7 +21,8 @@ struct WorkerLaunch {
   std::string binary;  // the kchain-worker executable
   std::string device = "auto";
   int ordinal = 0;
-  std::string workdir_root;  // each worker gets a private folder below it
+  std::string gpu_wait = "auto";  // how the worker's threads wait for the GPU (ParseGpuWait)
+  std::string workdir_root;       // each worker gets a private folder below it
   bool sandbox = true;
   uint64_t max_open_files = 256;
   uint64_t cpu_seconds = 0;             // RLIMIT_CPU for the worker's life; 0: none

@@ -111,7 +111,7 @@ std::unique_ptr<Backend> MakeHostBackend();
 
 // Returns kUnavailable when CUDA is not compiled in, no device is visible or `ordinal` is out
 // of range.
-StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int ordinal);
+StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int ordinal, GpuWait wait);
 bool CudaCompiledIn();
 int CudaDeviceCount();
 

@@ -53,8 +53,14 @@ class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int ordinal) : ordinal_(ordinal) {}
 
-  Status Init() {
+  Status Init(GpuWait wait) {
     KCHAIN_RETURN_IF_ERROR(Check(cudaSetDevice(ordinal_), "cudaSetDevice", __LINE__));
+    if (wait != GpuWait::kAuto) {
+      const unsigned flags = wait == GpuWait::kSpin    ? cudaDeviceScheduleSpin
+                             : wait == GpuWait::kYield ? cudaDeviceScheduleYield
+                                                       : cudaDeviceScheduleBlockingSync;
+      KCHAIN_RETURN_IF_ERROR(Check(cudaSetDeviceFlags(flags), "cudaSetDeviceFlags", __LINE__));
+    }
     // Creates the primary context now, so that the cost is paid at open, not at first use.
     KCHAIN_RETURN_IF_ERROR(
         Check(cudaFree(nullptr), "cudaFree(nullptr) (context creation)", __LINE__));
@@ -287,7 +293,7 @@ int CudaDeviceCount() {
   return count;
 }
 
-StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int ordinal) {
+StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int ordinal, GpuWait wait) {
   const int count = CudaDeviceCount();
   if (count == 0) return UnavailableError("no CUDA device is visible to this process");
   if (ordinal < 0 || ordinal >= count) {
@@ -295,7 +301,7 @@ StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int ordinal) {
                             std::to_string(count) + " visible)");
   }
   auto backend = std::make_unique<CudaBackend>(ordinal);
-  KCHAIN_RETURN_IF_ERROR(backend->Init());
+  KCHAIN_RETURN_IF_ERROR(backend->Init(wait));
   return std::unique_ptr<Backend>(std::move(backend));
 }
 

@@ -24,7 +24,21 @@ Device::Device(DeviceKind kind, int ordinal, std::unique_ptr<internal::Backend> 
 
 Device::~Device() = default;
 
+StatusOr<GpuWait> ParseGpuWait(std::string_view name) {
+  if (name == "auto") return GpuWait::kAuto;
+  if (name == "spin") return GpuWait::kSpin;
+  if (name == "yield") return GpuWait::kYield;
+  if (name == "block") return GpuWait::kBlock;
+  return InvalidArgumentError("unknown GPU wait '" + std::string(name) +
+                              "' (expected auto, spin, yield or block)");
+}
+
 StatusOr<std::shared_ptr<Device>> Device::Open(DeviceKind kind, int ordinal) {
+  return Open(kind, ordinal, DeviceOptions{});
+}
+
+StatusOr<std::shared_ptr<Device>> Device::Open(DeviceKind kind, int ordinal,
+                                               const DeviceOptions& options) {
   if (kind == DeviceKind::kHost) {
     if (ordinal != 0) {
       return UnavailableError("host device " + std::to_string(ordinal) +
@@ -32,7 +46,7 @@ StatusOr<std::shared_ptr<Device>> Device::Open(DeviceKind kind, int ordinal) {
     }
     return std::shared_ptr<Device>(new Device(kind, 0, internal::MakeHostBackend()));
   }
-  KCHAIN_ASSIGN_OR_RETURN(auto backend, internal::MakeCudaBackend(ordinal));
+  KCHAIN_ASSIGN_OR_RETURN(auto backend, internal::MakeCudaBackend(ordinal, options.wait));
   return std::shared_ptr<Device>(new Device(kind, ordinal, std::move(backend)));
 }
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -301,6 +302,14 @@ void FutexWait(std::atomic<uint32_t>* word, uint32_t expected, int timeout_ms) {
 void FutexWake(std::atomic<uint32_t>* word) {
   ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr,
             0);
+}
+
+void SpinPause(bool yield) {
+  if (yield) {
+    ::sched_yield();
+  } else {
+    CpuRelax();
+  }
 }
 
 Status MakeSocketPair(int fds[2]) {

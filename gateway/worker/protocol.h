@@ -106,10 +106,10 @@ struct CreateBody {
   uint32_t stage_timing_period;
   uint32_t graph_disabled;
   uint32_t request_spin_us;  // how long the instance's thread spins for its next request
-  uint32_t reserved;
-  uint64_t shm_bytes;      // size of the shared memory
-  uint64_t input_offset;   // where the input staging starts in it
-  uint64_t output_offset;  // where the output staging starts in it
+  uint32_t spin_yield;       // 1: that spin calls sched_yield(), 0: it uses CpuRelax()
+  uint64_t shm_bytes;        // size of the shared memory
+  uint64_t input_offset;     // where the input staging starts in it
+  uint64_t output_offset;    // where the output staging starts in it
 };
 
 struct CreatedBody {
@@ -196,6 +196,11 @@ inline void CpuRelax() {
   asm volatile("yield");
 #endif
 }
+
+// One step of a spin loop: the processor hint, or with `yield` a sched_yield(), which hands
+// the core to any other runnable thread (on an oversubscribed host, the thread that will
+// post what the spinner waits for) and returns at once when there is none.
+void SpinPause(bool yield);
 
 // --- Decoding what a worker sends ---
 //

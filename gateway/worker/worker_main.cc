@@ -55,6 +55,7 @@ uint64_t ResidentBytes() {
 struct Options {
   std::string device = "auto";
   int ordinal = 0;
+  DeviceOptions device_options;
   SandboxOptions sandbox;
 };
 
@@ -64,13 +65,14 @@ class InstanceHost {
  public:
   InstanceHost(std::byte* shm, size_t shm_bytes, Device::HostRegistration registration,
                std::unique_ptr<Instance> instance, std::shared_ptr<Device> device,
-               uint32_t request_spin_us)
+               uint32_t request_spin_us, bool spin_yield)
       : shm_(shm),
         shm_bytes_(shm_bytes),
         registration_(std::move(registration)),
         instance_(std::move(instance)),
         device_(std::move(device)),
-        request_spin_us_(request_spin_us) {}
+        request_spin_us_(request_spin_us),
+        spin_yield_(spin_yield) {}
 
   ~InstanceHost() {
     if (thread_.joinable()) thread_.join();
@@ -95,7 +97,7 @@ class InstanceHost {
     do {
       const uint32_t seq = requested.load(std::memory_order_acquire);
       if (seq != handled) return seq;
-      CpuRelax();
+      SpinPause(spin_yield_);
     } while (request_spin_us_ != 0 && Clock::now() < spin_until);
     while (true) {
       sleeping.store(1, std::memory_order_seq_cst);
@@ -182,6 +184,7 @@ class InstanceHost {
   std::unique_ptr<Instance> instance_;
   std::shared_ptr<Device> device_;
   uint32_t request_spin_us_;
+  bool spin_yield_;
   std::atomic<bool> finished_{false};
   std::thread thread_;
 };
@@ -261,12 +264,13 @@ class Worker {
   StatusOr<std::shared_ptr<Device>> OpenDevice() {
     if (options_.device == "auto") {
       if (Device::CudaDeviceCount() > options_.ordinal) {
-        return Device::Open(DeviceKind::kCuda, options_.ordinal);
+        return Device::Open(DeviceKind::kCuda, options_.ordinal, options_.device_options);
       }
       return Device::Open(DeviceKind::kHost);
     }
     KCHAIN_ASSIGN_OR_RETURN(DeviceKind kind, ParseDeviceKind(options_.device));
-    return Device::Open(kind, kind == DeviceKind::kCuda ? options_.ordinal : 0);
+    return Device::Open(kind, kind == DeviceKind::kCuda ? options_.ordinal : 0,
+                        options_.device_options);
   }
 
   int ReportAndExit(const Status& status) {
@@ -384,7 +388,8 @@ class Worker {
     created.upload_us = (*instance)->timings().constants_upload_us;
     created.create_us = (*instance)->timings().create_us - created.upload_us;
     auto host = std::make_unique<InstanceHost>(shm, body.shm_bytes, std::move(*registration),
-                                               std::move(*instance), device_, body.request_spin_us);
+                                               std::move(*instance), device_, body.request_spin_us,
+                                               body.spin_yield != 0);
     host->Start();
     instances_.push_back(std::move(host));
     return Send(MessageType::kCreated, &created, sizeof created);
@@ -422,6 +427,9 @@ bool ParseArgs(int argc, char** argv, Options* options) {
       ++i;
     } else if (arg == "--ordinal" && number(&n)) {
       options->ordinal = static_cast<int>(n);
+    } else if (arg == "--gpu-wait" && value != nullptr && ParseGpuWait(value).ok()) {
+      options->device_options.wait = *ParseGpuWait(value);
+      ++i;
     } else if (arg == "--workdir" && value != nullptr) {
       options->sandbox.workdir = value;
       ++i;

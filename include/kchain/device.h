@@ -28,6 +28,21 @@ std::string_view DeviceKindName(DeviceKind kind);
 // Parses "host" or "cuda". InvalidArgument for anything else.
 StatusOr<DeviceKind> ParseDeviceKind(std::string_view name);
 
+// How a host thread waits for the GPU to finish (cudaSetDeviceFlags' schedule).
+enum class GpuWait {
+  kAuto,   // CUDA's heuristic: spins while the process has fewer contexts than cores
+  kSpin,   // spins: the lowest latency, a core per waiting thread
+  kYield,  // spins with sched_yield(): other runnable threads go first
+  kBlock,  // sleeps on an interrupt: no core while waiting, a wake-up's latency per wait
+};
+
+// "auto", "spin", "yield" or "block". InvalidArgument for anything else.
+StatusOr<GpuWait> ParseGpuWait(std::string_view name);
+
+struct DeviceOptions {
+  GpuWait wait = GpuWait::kAuto;  // CUDA only; the host device ignores it
+};
+
 // What a function spec is validated against.
 struct DeviceLimits {
   int max_threads_per_block = 0;  // upper bound for a stage's `block`
@@ -42,6 +57,9 @@ class Device {
   // which takes a few hundred milliseconds on a server GPU. Fails with kUnavailable when the
   // runtime was built without CUDA, no GPU is visible, or `ordinal` is out of range.
   static StatusOr<std::shared_ptr<Device>> Open(DeviceKind kind, int ordinal = 0);
+  // As above, with `options` applied before the context is created.
+  static StatusOr<std::shared_ptr<Device>> Open(DeviceKind kind, int ordinal,
+                                                const DeviceOptions& options);
 
   // Opens CUDA device 0 when the runtime was built with CUDA and a GPU is visible, the host
   // device otherwise.

@@ -67,16 +67,37 @@ TEST(Config, RejectsBadFlagsAndFiles) {
             std::string::npos);
 }
 
-TEST(Config, ReplySpinnersDefaultToOneAndAreBounded) {
+TEST(Config, ReplySpinnersDefaultToNoCapAndAreBounded) {
   GatewayConfig config;
-  EXPECT_EQ(config.worker_reply_spinners, 1);
-  bool exit_now = false;
-  ASSERT_TRUE(ParseFlags({"--worker-reply-spinners", "0"}, &config, &exit_now).ok());
   EXPECT_EQ(config.worker_reply_spinners, 0);
+  bool exit_now = false;
+  ASSERT_TRUE(ParseFlags({"--worker-reply-spinners", "3"}, &config, &exit_now).ok());
+  EXPECT_EQ(config.worker_reply_spinners, 3);
   for (const char* bad : {"-1", "4097", "two"}) {
     EXPECT_FALSE(ParseFlags({"--worker-reply-spinners", bad}, &config, &exit_now).ok()) << bad;
   }
-  EXPECT_EQ(config.worker_reply_spinners, 0);  // a rejected value changes nothing
+  EXPECT_EQ(config.worker_reply_spinners, 3);  // a rejected value changes nothing
+}
+
+TEST(Config, WorkerWaitModesAcceptOnlyTheirNames) {
+  GatewayConfig config;
+  EXPECT_EQ(config.worker_spin, "yield");
+  EXPECT_EQ(config.worker_gpu_wait, "auto");
+  bool exit_now = false;
+  ASSERT_TRUE(
+      ParseFlags({"--worker-spin", "pause", "--worker-gpu-wait", "block"}, &config, &exit_now)
+          .ok());
+  EXPECT_EQ(config.worker_spin, "pause");
+  EXPECT_EQ(config.worker_gpu_wait, "block");
+  for (const char* bad : {"", "Yield", "spin", "sleep"}) {
+    EXPECT_FALSE(ParseFlags({"--worker-spin", bad}, &config, &exit_now).ok()) << bad;
+  }
+  for (const char* bad : {"", "Block", "pause", "busy"}) {
+    const Status status = ParseFlags({"--worker-gpu-wait", bad}, &config, &exit_now);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(config.worker_spin, "pause");  // a rejected value changes nothing
+  EXPECT_EQ(config.worker_gpu_wait, "block");
 }
 
 TEST(Config, UsageListsEveryFlag) {

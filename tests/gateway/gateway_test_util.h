@@ -51,8 +51,10 @@ struct TestGatewayOptions {
   const ApiKeys* keys = nullptr;
   int prestarted_workers = 2;
   uint64_t worker_memory_limit = uint64_t{2} << 30;
-  int request_spin_us = 0;  // workers spin this long for the next run
-  int reply_spin_us = 200;  // the invoking thread spins this long for a worker's reply
+  int request_spin_us = 0;        // workers spin this long for the next run
+  int reply_spin_us = 200;        // the invoking thread spins this long for a worker's reply
+  bool spin_yield = false;        // both spins call sched_yield() instead of the pause hint
+  std::string gpu_wait = "auto";  // how workers wait for the GPU (ParseGpuWait)
   WorkerScope worker_scope = WorkerScope::kTenant;
   int workers_per_tenant = 1;
   int max_workers = 256;
@@ -87,6 +89,8 @@ class TestGateway {
       process.run_timeout = options.scheduler.invoke_timeout;
       process.request_spin = std::chrono::microseconds(options.request_spin_us);
       process.reply_spin = std::chrono::microseconds(options.reply_spin_us);
+      process.spin_yield = options.spin_yield;
+      process.launch.gpu_wait = options.gpu_wait;
       process.scope = options.worker_scope;
       process.workers_per_scope = options.workers_per_tenant;
       process.max_workers = options.max_workers;

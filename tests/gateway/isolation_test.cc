@@ -282,11 +282,12 @@ TEST(Isolation, AWorkerKilledWhileIdleDoesNotFailTheNextInvocation) {
   EXPECT_NE(VectorOf<int32_t>(next->body)[0], pid);
 }
 
-TEST(Isolation, WorkersSpinningForRequestsStayCorrect) {
-  // The control-page handshake: runs posted there while the worker spins, runs sent through
-  // the socket after it stopped, park and wake in between, and a crash.
+// The control-page handshake: runs posted there while the worker spins, runs sent through
+// the socket after it stopped, park and wake in between, and a crash; with either spin.
+void CheckSpinningWorkersStayCorrect(bool spin_yield) {
   TestGatewayOptions options = ProcessOptions();
   options.request_spin_us = 300;
+  options.spin_yield = spin_yield;
   TestGateway gw(options);
   auto client = gw.Client();
   ASSERT_EQ(DeployMultipart(*client, "echo", MisbehaveManifest(), TestLibraryBytes(), "")->status,
@@ -310,6 +311,10 @@ TEST(Isolation, WorkersSpinningForRequestsStayCorrect) {
   auto after = InvokeBinary(*client, "echo", Mode(kBehave));
   ASSERT_EQ(after->status, 200) << after->body;
 }
+
+TEST(Isolation, WorkersSpinningForRequestsStayCorrect) { CheckSpinningWorkersStayCorrect(false); }
+
+TEST(Isolation, WorkersYieldingForRequestsStayCorrect) { CheckSpinningWorkersStayCorrect(true); }
 
 TEST(Isolation, KernelErrorsNameTheStoredLibraryNotTheWorkersCopy) {
   TestGateway gw(ProcessOptions());

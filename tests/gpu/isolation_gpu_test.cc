@@ -186,5 +186,26 @@ TEST_F(IsolationGpu, ColdStartSplitWithAPreInitializedWorker) {
   EXPECT_EQ(json::parse(hot->body)["exec_mode"], "graph");
 }
 
+// Every way a worker can wait for the GPU gives the same answers, cold and hot.
+TEST_F(IsolationGpu, EveryGpuWaitServesTheSameResults) {
+  std::vector<float> pixels(784);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<float>(i % 17) / 16;
+  std::string expected;
+  for (const char* wait : {"auto", "spin", "yield", "block"}) {
+    TestGatewayOptions options = Options();
+    options.gpu_wait = wait;
+    TestGateway gw(options);
+    auto client = gw.Client();
+    ASSERT_EQ(DeploySample(*client, "mnist_cnn", "cnn", "cuda")->status, 201) << wait;
+    for (int i = 0; i < 20; ++i) {
+      auto res = InvokeJson(*client, "cnn", {{"input", pixels}});
+      ASSERT_EQ(res->status, 200) << wait << ": " << res->body;
+      const std::string output = json::parse(res->body)["output"].dump();
+      if (expected.empty()) expected = output;
+      EXPECT_EQ(output, expected) << wait << " run " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kchain::gateway::testing
