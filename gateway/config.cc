@@ -188,6 +188,10 @@ const std::map<std::string, std::pair<Setter, const char*>>& Options() {
         },
         "how a worker's threads wait for the GPU: auto (CUDA's choice: spin), spin, yield "
         "(sched_yield between polls) or block (sleep until an interrupt) (default auto)"}},
+      {"worker-device-connections",
+       {IntSetter(&GatewayConfig::worker_device_connections, 0, 32),
+        "hardware work queues per worker context (CUDA_DEVICE_MAX_CONNECTIONS, 1..32): fewer "
+        "let more workers share a GPU; 0: CUDA's own, 8 (default 2)"}},
       {"worker-sandbox",
        {[](GatewayConfig* c, const std::string& v) -> Status {
           if (v != "on" && v != "off") return InvalidArgumentError("'" + v + "' is not on or off");

@@ -46,6 +46,7 @@ struct GatewayConfig {
   int64_t worker_reply_spinners = 0;     // 0: no cap (spins yield the core)
   std::string worker_spin = "yield";     // pause or yield: how the reply and request spins wait
   std::string worker_gpu_wait = "auto";  // how a worker waits for the GPU: auto|spin|yield|block
+  int worker_device_connections = 2;     // hardware work queues per worker context; 0: CUDA's
   std::string api_keys;                  // API key file; empty: development mode, no authentication
 };
 

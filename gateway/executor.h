@@ -110,7 +110,16 @@ struct ExecutorStats {
   std::vector<std::pair<std::string, uint64_t>> evictions;  // workers retired, by reason
   std::string last_restart;                                 // the latest, described
   std::string sandbox;                                      // measures in force, and notes
-  size_t context_bytes = 0;         // device memory one worker's context takes (measured at start)
+  size_t context_bytes = 0;      // device memory one worker's context takes (measured at start)
+  int workers_spawning = 0;      // being started now
+  int workers_ending = 0;        // retired, their contexts not yet torn down
+  uint64_t spawn_failures = 0;   // starts that failed (the device refused a context, ...)
+  std::string last_spawn_error;  // why the latest start failed ("" when it succeeded)
+  // Worker lifecycle: starts (process, device context, READY) and ends (kill until reaped).
+  uint64_t worker_starts = 0;
+  double worker_start_seconds = 0;  // summed
+  uint64_t worker_ends = 0;
+  double worker_end_seconds = 0;    // summed
   std::vector<WorkerInfo> workers;  // bound workers
 };
 

@@ -142,10 +142,19 @@ struct HttpServer::Handlers {
     for (const auto& [reason, n] : stats.restarts) restarts[reason] = n;
     json evictions = json::object();
     for (const auto& [reason, n] : stats.evictions) evictions[reason] = n;
-    return {{"scope", stats.worker_scope},  {"live", stats.workers_live},
-            {"idle", stats.workers_idle},   {"bound", stats.workers_bound},
-            {"limit", stats.workers_limit}, {"context_bytes", stats.context_bytes},
-            {"restarts", restarts},         {"evictions", evictions}};
+    return {{"scope", stats.worker_scope},
+            {"live", stats.workers_live},
+            {"idle", stats.workers_idle},
+            {"bound", stats.workers_bound},
+            {"limit", stats.workers_limit},
+            {"context_bytes", stats.context_bytes},
+            {"restarts", restarts},
+            {"evictions", evictions},
+            {"spawning", stats.workers_spawning},
+            {"ending", stats.workers_ending},
+            {"spawn_failures", stats.spawn_failures},
+            {"starts", {{"count", stats.worker_starts}, {"seconds", stats.worker_start_seconds}}},
+            {"ends", {{"count", stats.worker_ends}, {"seconds", stats.worker_end_seconds}}}};
   }
 
   // Admins only: every worker process, whom it serves and what it hosts.
@@ -165,6 +174,8 @@ struct HttpServer::Handlers {
                          {"idle_s", w.idle_s}});
     }
     json body = WorkersJson(stats);
+    body["last_restart"] = stats.last_restart;
+    body["last_spawn_error"] = stats.last_spawn_error;
     body["workers"] = workers;
     Json(res, 200, body);
   }
@@ -185,7 +196,10 @@ struct HttpServer::Handlers {
     if (stats.isolation == "process") {
       body["workers"] = WorkersJson(stats);
       // The description names a function: admins only.
-      if (t_request.caller.admin) body["workers"]["last_restart"] = stats.last_restart;
+      if (t_request.caller.admin) {
+        body["workers"]["last_restart"] = stats.last_restart;
+        body["workers"]["last_spawn_error"] = stats.last_spawn_error;
+      }
     }
     Json(res, 200, body);
   }

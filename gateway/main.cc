@@ -127,6 +127,7 @@ int Run(int argc, char** argv) {
     process.reply_spinners = static_cast<int>(config.worker_reply_spinners);
     process.spin_yield = config.worker_spin == "yield";
     process.launch.gpu_wait = config.worker_gpu_wait;
+    process.launch.device_connections = config.worker_device_connections;
     process.stage_timing_period = config.stage_timing_period;
     logger.Info("starting worker processes (" + process.launch.binary + ")");
     auto made = MakeProcessExecutor(process);

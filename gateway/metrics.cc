@@ -208,17 +208,33 @@ std::string RenderMetrics(const Service& service) {
     Sample("kchain_worker_restarts", "reason=\"" + Escape(reason) + "\"", static_cast<double>(n),
            &out);
   }
-  Header("kchain_workers", "gauge", "Worker processes alive, and how many wait pre-initialized",
-         &out);
+  Header("kchain_workers", "gauge",
+         "Worker processes: live (idle and bound), idle, bound, spawning, ending (retired)", &out);
   Sample("kchain_workers", "state=\"live\"", stats.workers_live, &out);
   Sample("kchain_workers", "state=\"idle\"", stats.workers_idle, &out);
   Sample("kchain_workers", "state=\"bound\"", stats.workers_bound, &out);
+  Sample("kchain_workers", "state=\"spawning\"", stats.workers_spawning, &out);
+  Sample("kchain_workers", "state=\"ending\"", stats.workers_ending, &out);
   Header("kchain_worker_evictions", "counter",
          "Bound workers retired to make room or for idleness, by reason", &out);
   for (const auto& [reason, n] : stats.evictions) {
     Sample("kchain_worker_evictions", "reason=\"" + Escape(reason) + "\"", static_cast<double>(n),
            &out);
   }
+  Header("kchain_worker_spawn_failures", "counter",
+         "Worker starts that failed (the device refused a context, the worker did not start)",
+         &out);
+  Sample("kchain_worker_spawn_failures", device, static_cast<double>(stats.spawn_failures), &out);
+  // Summaries, so that a rate of _sum over _count gives the mean time a start or end takes.
+  Header("kchain_worker_start_seconds", "summary",
+         "Time to start a worker: process, device context, ready", &out);
+  Sample("kchain_worker_start_seconds_sum", device, stats.worker_start_seconds, &out);
+  Sample("kchain_worker_start_seconds_count", device, static_cast<double>(stats.worker_starts),
+         &out);
+  Header("kchain_worker_end_seconds", "summary",
+         "Time to end a retired worker: killed until reaped, its context torn down", &out);
+  Sample("kchain_worker_end_seconds_sum", device, stats.worker_end_seconds, &out);
+  Sample("kchain_worker_end_seconds_count", device, static_cast<double>(stats.worker_ends), &out);
   Header("kchain_worker_context_bytes", "gauge",
          "Device memory one worker's context takes (measured at start)", &out);
   Sample("kchain_worker_context_bytes", device, static_cast<double>(stats.context_bytes), &out);

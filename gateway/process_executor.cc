@@ -321,11 +321,16 @@ class ProcessExecutor final : public Executor {
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& w : started) {
+        ++worker_starts_;
+        worker_start_seconds_ += w->spawn_us() / 1e6;
         idle_.push_back(std::move(w));
         ++live_;
       }
     }
-    const int spawners = std::clamp(options_.prestarted_workers, 1, 8);
+    // Two starts at once: the driver creates contexts one at a time (on an H200, eight
+    // starts at once each took 5 s where one alone takes 0.6 s), so more spawners only make
+    // each start slower; the second overlaps one start's process setup with another's context.
+    const int spawners = std::clamp(options_.prestarted_workers, 1, 2);
     for (int i = 0; i < spawners; ++i) threads_.emplace_back([this] { SpawnLoop(); });
     threads_.emplace_back([this] { JanitorLoop(); });
     return Status();
@@ -352,10 +357,12 @@ class ProcessExecutor final : public Executor {
     // A deploy: load it for real, in a worker of its scope (where its instances will run and
     // where only its own tenant can be harmed by what its constructors do); with the instance
     // scope, in a worker of its own, retired afterwards.
-    KCHAIN_ASSIGN_OR_RETURN(auto worker, AcquireWorker(*version, /*reserve_instance=*/false));
+    // Reserved while it loads, or another tenant's start could retire it mid-load.
+    KCHAIN_ASSIGN_OR_RETURN(auto worker, AcquireWorker(*version, /*reserve_instance=*/true));
     double library_us = 0, constants_us = 0;
     Status loaded =
         EnsureLoaded(*worker, *version, /*validating=*/true, &library_us, &constants_us);
+    Unreserve(*worker);
     if (options_.scope == WorkerScope::kInstance) Retire(worker, "");
     if (!loaded.ok()) return loaded;
     version->library_load_us = library_us;
@@ -369,11 +376,7 @@ class ProcessExecutor final : public Executor {
     const auto start = Clock::now();
     KCHAIN_ASSIGN_OR_RETURN(auto worker, AcquireWorker(version, /*reserve_instance=*/true));
     timings->acquire_us = MicrosSince(start);
-    auto unreserve = [&] {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--worker->instances == 0) worker->empty_since = Clock::now();
-      cv_.notify_all();
-    };
+    auto unreserve = [&] { Unreserve(*worker); };
     double library_us = 0, constants_us = 0;
     Status loaded =
         EnsureLoaded(*worker, version, /*validating=*/false, &library_us, &constants_us);
@@ -478,6 +481,14 @@ class ProcessExecutor final : public Executor {
     stats.workers_bound = static_cast<int>(workers_.size());
     stats.workers_limit = MaxWorkersLocked();
     stats.context_bytes = context_bytes_;
+    stats.workers_spawning = spawning_;
+    stats.workers_ending = ending_;
+    stats.spawn_failures = spawn_failures_;
+    stats.last_spawn_error = last_spawn_error_.ok() ? "" : last_spawn_error_.message();
+    stats.worker_starts = worker_starts_;
+    stats.worker_start_seconds = worker_start_seconds_;
+    stats.worker_ends = worker_ends_;
+    stats.worker_end_seconds = worker_end_seconds_;
     for (const auto& [reason, n] : restarts_) stats.restarts.emplace_back(reason, n);
     for (const auto& [reason, n] : evictions_) stats.evictions.emplace_back(reason, n);
     stats.last_restart = last_restart_;
@@ -573,17 +584,37 @@ class ProcessExecutor final : public Executor {
   int MaxWorkersLocked() const {
     int limit = options_.max_workers;
     // The device refused one more context while `learned_worker_limit_` workers lived (on an
-    // H200, about a hundred contexts fit whatever the free memory): stay at that number for a
-    // while, retiring idle workers to make room, instead of failing starts.
-    if (learned_worker_limit_ > 0 && Clock::now() - learned_at_ < kLearnedLimitTtl) {
-      limit = std::min(limit, learned_worker_limit_);
-    }
+    // H200 with CUDA's 8 work queues per context, about a hundred fit whatever the free memory):
+    // stay at that number for a while, retiring idle workers to make room, instead of failing
+    // starts.
+    if (LearnedLimitActiveLocked()) limit = std::min(limit, learned_worker_limit_);
     if (context_bytes_ > 0 && options_.device_budget_bytes > 0) {
       limit = std::min<int64_t>(
           limit, std::max<int64_t>(
                      1, static_cast<int64_t>(options_.device_budget_bytes / context_bytes_)));
     }
     return limit;
+  }
+
+  // Gives back what AcquireWorker(reserve_instance=true) reserved, when no instance came of it.
+  void Unreserve(BoundWorker& worker) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--worker.instances == 0) worker.empty_since = Clock::now();
+    }
+    cv_.notify_all();
+  }
+
+  // Why the limit is what it is, as an eviction reason: what the device took ("device_memory")
+  // or --max-workers and the memory budget ("max_workers").
+  const char* LimitReasonLocked() const {
+    return LearnedLimitActiveLocked() && MaxWorkersLocked() == learned_worker_limit_
+               ? "device_memory"
+               : "max_workers";
+  }
+
+  bool LearnedLimitActiveLocked() const {
+    return learned_worker_limit_ > 0 && Clock::now() - learned_at_ < kLearnedLimitTtl;
   }
 
   // A worker for `version`'s scope: one already bound to it, else a pre-initialized one
@@ -630,15 +661,19 @@ class ProcessExecutor final : public Executor {
         ++waiting_;
         cv_.notify_all();
         const uint64_t failures = spawn_failures_;
-        const bool woke = cv_.wait_until(lock, deadline, [&] {
-          return stopping_ || !idle_.empty() || spawn_failures_ != failures;
-        });
+        // Any change wakes this and the loop looks again: the worker started for this call
+        // may go to a caller that came later and found it idle, and then, at the limit, this
+        // one must retire another rather than wait for a start that will not come.
+        const bool woke = cv_.wait_until(lock, deadline) == std::cv_status::no_timeout;
         --waiting_;
         if (!idle_.empty() || stopping_) continue;
         if (spawn_failures_ != failures) {
-          // Often: no device memory left for another context. Make room, then try again.
+          // Often: the device takes no more contexts. Make room, then try again. Where the
+          // failure lowered the limit, the branch below retires one worker for this start;
+          // retiring here too would retire two (with many callers waiting, dozens).
           if (evictions_after_failure++ < kEvictionsAfterSpawnFailure &&
-              RetireLeastRecentlyUsed(lock, "device_memory")) {
+              (live_ + spawning_ + ending_ >= MaxWorkersLocked() ||
+               RetireLeastRecentlyUsed(lock, "device_memory"))) {
             continue;
           }
           return UnavailableError("cannot start a worker: " + last_spawn_error_.message());
@@ -647,7 +682,7 @@ class ProcessExecutor final : public Executor {
         continue;
       }
       // At the limit: retire the least recently used worker whose instances are all idle.
-      if (RetireLeastRecentlyUsed(lock, "max_workers")) continue;
+      if (RetireLeastRecentlyUsed(lock, LimitReasonLocked())) continue;
       // Every worker is busy: wait for one to finish something, up to the deadline.
       if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
         return ResourceExhaustedError("all " + std::to_string(MaxWorkersLocked()) +
@@ -685,9 +720,9 @@ class ProcessExecutor final : public Executor {
     if (released && w->instances == 0 && !w->retired) {
       RetireLocked(w, reason);
       lock.unlock();
-      w->End("", "");
+      const double seconds = EndRetired(*w);
       lock.lock();
-      EndedLocked();
+      EndedLocked(seconds);
       return true;
     }
     w->releasing.store(false);
@@ -710,11 +745,21 @@ class ProcessExecutor final : public Executor {
     cv_.notify_all();
   }
 
+  // Ends a retired worker (outside the lock): kills it and waits until it is reaped, which
+  // is when the driver has torn its context down. Returns how long that took, in seconds.
+  static double EndRetired(BoundWorker& w) {
+    const auto start = Clock::now();
+    w.End("", "");
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  }
+
   // A retired worker has been reaped: its context is gone, so another may take its place.
   // Until then it counts against the limit, or the next start would race its teardown (the
   // device refuses a context while the last one still holds its slot and memory).
-  void EndedLocked() {
+  void EndedLocked(double end_seconds) {
     --ending_;
+    ++worker_ends_;
+    worker_end_seconds_ += end_seconds;
     cv_.notify_all();
   }
 
@@ -724,9 +769,9 @@ class ProcessExecutor final : public Executor {
       if (w->retired) return;
       RetireLocked(w, reason);
     }
-    w->End("", "");
+    const double seconds = EndRetired(*w);
     std::lock_guard<std::mutex> lock(mu_);
-    EndedLocked();
+    EndedLocked(seconds);
   }
 
   // Loads `version` into `worker` unless it is there already.
@@ -854,16 +899,26 @@ class ProcessExecutor final : public Executor {
       lock.lock();
       --spawning_;
       if (worker.ok()) {
+        spawned_since_failure_ = true;
+        ++worker_starts_;
+        worker_start_seconds_ += (*worker)->spawn_us() / 1e6;
         idle_.push_back(std::move(*worker));
         ++live_;
         last_spawn_error_ = Status();
       } else {
         last_spawn_error_ = worker.status();
         ++spawn_failures_;
-        if (live_ + ending_ > 0) {
-          learned_worker_limit_ = live_ + ending_;  // the contexts there were
+        // The contexts there were: the live and ending workers', and those of the other
+        // starts under way. Starts that fail together (several spawners at the device's
+        // limit) each see fewer under way; the first one's count stands until a start
+        // succeeds again, or the limit would fall a step with each of them.
+        const int contexts = live_ + ending_ + spawning_;
+        if (contexts > 0) {
+          const bool same_burst = LearnedLimitActiveLocked() && !spawned_since_failure_;
+          learned_worker_limit_ = same_burst ? std::max(learned_worker_limit_, contexts) : contexts;
           learned_at_ = Clock::now();
         }
+        spawned_since_failure_ = false;
         cv_.notify_all();
         cv_.wait_for(lock, std::chrono::seconds(1));  // back off
       }
@@ -891,9 +946,10 @@ class ProcessExecutor final : public Executor {
       }
       for (auto& w : expired) RetireLocked(w, "idle");
       lock.unlock();
-      for (auto& w : expired) w->End("", "");
+      std::vector<double> end_seconds;
+      for (auto& w : expired) end_seconds.push_back(EndRetired(*w));
       lock.lock();
-      for (size_t i = 0; i < expired.size(); ++i) EndedLocked();
+      for (double seconds : end_seconds) EndedLocked(seconds);
       lock.unlock();
       // Workers past their CPU budget are recycled once all their instances are idle.
       if (options_.cpu_seconds_budget != 0) {
@@ -945,9 +1001,12 @@ class ProcessExecutor final : public Executor {
   int waiting_ = 0;
   uint64_t spawn_failures_ = 0;
   Status last_spawn_error_;
+  uint64_t worker_starts_ = 0, worker_ends_ = 0;
+  double worker_start_seconds_ = 0, worker_end_seconds_ = 0;
   // How many workers lived when a context could last not be created (0: never), and when.
   int learned_worker_limit_ = 0;
   Clock::time_point learned_at_;
+  bool spawned_since_failure_ = true;
   static constexpr auto kLearnedLimitTtl = std::chrono::seconds(60);
   // Workers one start may retire, one after another, while new contexts keep failing.
   static constexpr int kEvictionsAfterSpawnFailure = 8;

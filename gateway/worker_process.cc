@@ -90,6 +90,9 @@ StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Spawn(const WorkerLaunch
                                    std::to_string(launch.cpu_seconds),
                                    "--address-space-headroom",
                                    std::to_string(launch.address_space_headroom)};
+  if (launch.device_connections > 0) {
+    args.insert(args.end(), {"--device-connections", std::to_string(launch.device_connections)});
+  }
   if (!launch.sandbox) args.push_back("--no-sandbox");
   if (launch.sandbox && launch.uid >= 0) {
     args.insert(args.end(), {"--uid", std::to_string(launch.uid), "--gid",

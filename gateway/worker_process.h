@@ -22,6 +22,7 @@ struct WorkerLaunch {
   std::string device = "auto";
   int ordinal = 0;
   std::string gpu_wait = "auto";  // how the worker's threads wait for the GPU (ParseGpuWait)
+  int device_connections = 0;     // CUDA_DEVICE_MAX_CONNECTIONS in the worker; 0: CUDA's own
   std::string workdir_root;       // each worker gets a private folder below it
   bool sandbox = true;
   uint64_t max_open_files = 256;

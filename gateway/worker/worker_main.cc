@@ -55,6 +55,7 @@ uint64_t ResidentBytes() {
 struct Options {
   std::string device = "auto";
   int ordinal = 0;
+  int device_connections = 0;  // CUDA_DEVICE_MAX_CONNECTIONS for this process; 0: CUDA's own
   DeviceOptions device_options;
   SandboxOptions sandbox;
 };
@@ -430,6 +431,8 @@ bool ParseArgs(int argc, char** argv, Options* options) {
     } else if (arg == "--gpu-wait" && value != nullptr && ParseGpuWait(value).ok()) {
       options->device_options.wait = *ParseGpuWait(value);
       ++i;
+    } else if (arg == "--device-connections" && number(&n) && n >= 1 && n <= 32) {
+      options->device_connections = static_cast<int>(n);
     } else if (arg == "--workdir" && value != nullptr) {
       options->sandbox.workdir = value;
       ++i;
@@ -464,6 +467,12 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   kchain::worker::Options options;
   if (!kchain::worker::ParseArgs(argc, argv, &options)) return 2;
+  // Read by the driver when it creates the context, so it must be set before any CUDA call.
+  // Fewer hardware work queues per context: more contexts fit on the device (on an H200,
+  // about 100 with CUDA's default of 8, and until memory runs out with 2).
+  if (options.device_connections > 0) {
+    ::setenv("CUDA_DEVICE_MAX_CONNECTIONS", std::to_string(options.device_connections).c_str(), 1);
+  }
   kchain::worker::Worker worker(options);
   return worker.Run();
 }

@@ -100,6 +100,21 @@ TEST(Config, WorkerWaitModesAcceptOnlyTheirNames) {
   EXPECT_EQ(config.worker_gpu_wait, "block");
 }
 
+TEST(Config, WorkerDeviceConnectionsAreCudasRange) {
+  GatewayConfig config;
+  EXPECT_EQ(config.worker_device_connections, 2);
+  bool exit_now = false;
+  ASSERT_TRUE(ParseFlags({"--worker-device-connections", "0"}, &config, &exit_now).ok());
+  EXPECT_EQ(config.worker_device_connections, 0);  // CUDA's own
+  ASSERT_TRUE(ParseFlags({"--worker-device-connections", "32"}, &config, &exit_now).ok());
+  EXPECT_EQ(config.worker_device_connections, 32);
+  for (const char* bad : {"-1", "33", "two", ""}) {
+    const Status status = ParseFlags({"--worker-device-connections", bad}, &config, &exit_now);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(config.worker_device_connections, 32);  // a rejected value changes nothing
+}
+
 TEST(Config, UsageListsEveryFlag) {
   const std::string usage = Usage();
   for (const char* flag : {"--listen", "--data-dir", "--device", "--threads", "--memory-budget",

@@ -4,6 +4,8 @@
 // not disturb another's invocations.
 #include <atomic>
 #include <future>
+#include <thread>
+#include <vector>
 
 #include "gateway/auth.h"
 #include "gateway_test_util.h"
@@ -280,6 +282,59 @@ TEST(Tenants, WorkersAreRetiredToMakeRoomInsteadOf503) {
   EXPECT_GT(workers["evictions"].value("max_workers", 0), 0) << workers;
   std::printf("%d calls of 3 tenants on 2 workers: %s\n", calls,
               workers["evictions"].dump().c_str());
+}
+
+// Many tenants at once on few workers: every caller that must make room retires a worker
+// of its own, so none waits out its deadline for a start another caller took, and the
+// counts add up (each retired worker ended, none left ending).
+TEST(Tenants, ConcurrentTenantsAtTheWorkerLimitAllSucceed) {
+  constexpr int kTenants = 8;
+  std::string keys_json = R"({"keys": [)";
+  for (int t = 0; t < kTenants; ++t) {
+    keys_json += R"({"key": "tenant-)" + std::to_string(t) + R"(-0123456789", "tenant": "t)" +
+                 std::to_string(t) + R"("}, )";
+  }
+  keys_json += std::string(R"({"key": ")") + kAdmin + R"(", "tenant": "ops", "admin": true}]})";
+  auto keys = ApiKeys::Parse(keys_json);
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  TestGatewayOptions options = WithKeys(&*keys);
+  options.max_workers = 3;
+  options.prestarted_workers = 1;
+  TestGateway gw(options);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < kTenants; ++t) {
+    callers.emplace_back([&, t] {
+      auto client = gw.Client("tenant-" + std::to_string(t) + "-0123456789");
+      auto deployed = DeployMultipart(*client, "f", PidManifest(), TestLibraryBytes(), "");
+      if (!deployed || deployed->status != 201) {
+        ++failures;
+        std::printf("tenant %d deploy: %s\n", t, deployed ? deployed->body.c_str() : "no response");
+        return;
+      }
+      for (int i = 0; i < 6; ++i) {
+        auto res = InvokeBinary(*client, "f", std::string(4, '\0'));
+        if (!res || res->status != 200) {
+          ++failures;
+          std::printf("tenant %d call %d: %s\n", t, i, res ? res->body.c_str() : "no response");
+        }
+      }
+    });
+  }
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto res = gw.Client(kAdmin)->Get("/v1/workers");
+  ASSERT_TRUE(res);
+  const json workers = json::parse(res->body);
+  EXPECT_LE(workers["live"].get<int>(), 3) << workers;
+  EXPECT_EQ(workers["ending"].get<int>(), 0) << workers;
+  EXPECT_EQ(workers["spawn_failures"].get<int>(), 0) << workers;
+  int evictions = 0;
+  for (const auto& [reason, n] : workers["evictions"].items()) evictions += n.get<int>();
+  EXPECT_GE(evictions, kTenants - 3) << workers;
+  EXPECT_EQ(workers["ends"]["count"].get<int>(), evictions) << workers;
+  EXPECT_EQ(workers["starts"]["count"].get<int>(), evictions + workers["live"].get<int>())
+      << workers;
 }
 
 // A crash in a tenant's shared worker fails that tenant's in-flight calls only, names the
