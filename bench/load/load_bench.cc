@@ -22,6 +22,8 @@
 //                     [--variant LABEL=FLAGS ...]   (more throughput rows: gateway flags
 //                                                   after the shared ones, side by side)
 //                     [--tenant-parts density,many_tenants,containment]
+//                     [--tenant-calls N]   (many_tenants: calls per function, default 2)
+//                     [--tenant-flags FLAGS]   (more gateway flags for the tenants section)
 //                     [--gateway PATH] [--samples DIR] [--bench-kernels DIR]
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -135,7 +137,9 @@ struct Settings {
   double throughput_seconds() const { return quick ? 0.2 : 0.6; }
   // --tenant-parts: which parts of the tenants section run (default all).
   std::set<std::string> tenant_parts = {"density", "many_tenants", "containment"};
-  std::vector<int> clients;  // --clients: the throughput section's concurrency levels
+  int tenant_calls = 2;  // --tenant-calls: many_tenants invokes each function this often
+  std::vector<std::string> tenant_flags;  // --tenant-flags: after each tenants gateway's own
+  std::vector<int> clients;               // --clients: the throughput section's concurrency levels
   // --variant LABEL=FLAGS: more gateways the throughput section measures side by side with
   // the process and none rows, e.g. "spin50=--isolation process --worker-request-spin-us 50".
   std::vector<std::pair<std::string, std::vector<std::string>>> variants;
@@ -972,6 +976,42 @@ uint64_t HostMemoryAvailable() {
   return 0;
 }
 
+// One progress line on the workers (GET /v1/workers): how many, their starts and ends, and
+// the device memory NVML counts.
+std::string WorkersLine(const Gateway& gw, const GpuUtilization& nvml) {
+  auto admin = TenantClient(gw, -1);
+  auto res = admin->Get("/v1/workers");
+  if (!res || res->status != 200) return "workers: GET /v1/workers failed";
+  const json w = json::parse(res->body, nullptr, false);
+  if (w.is_discarded()) return "workers: GET /v1/workers sent no JSON";
+  auto mean_ms = [&](const char* key) {
+    const json& part = w.value(key, json::object());
+    const double n = part.value("count", 0.0);
+    return n > 0 ? 1e3 * part.value("seconds", 0.0) / n : 0.0;
+  };
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "workers live %d (idle %d, spawning %d, ending %d, limit %d), spawn failures "
+                "%d, mean start %.0f ms, mean end %.0f ms, evictions %s, device memory used "
+                "%.1f GiB",
+                w.value("live", 0), w.value("idle", 0), w.value("spawning", 0),
+                w.value("ending", 0), w.value("limit", 0), w.value("spawn_failures", 0),
+                mean_ms("starts"), mean_ms("ends"),
+                w.value("evictions", json::object()).dump().c_str(),
+                static_cast<double>(nvml.MemoryUsed()) / (1 << 30));
+  std::string out = line;
+  if (const std::string e = w.value("last_spawn_error", ""); !e.empty()) {
+    out += "; last spawn error: " + e.substr(0, 200);
+  }
+  return out;
+}
+
+// A tenants part's gateway flags, then --tenant-flags (a later flag wins).
+std::vector<std::string> TenantGatewayFlags(const Settings& s, std::vector<std::string> flags) {
+  flags.insert(flags.end(), s.tenant_flags.begin(), s.tenant_flags.end());
+  return flags;
+}
+
 // Each part is also written into (*partial)["tenants"] and saved as it is done.
 json RunTenants(const Settings& s, json* partial, const std::function<void()>& save) {
   const GpuUtilization nvml;
@@ -987,7 +1027,8 @@ json RunTenants(const Settings& s, json* partial, const std::function<void()>& s
     const int n = s.density_functions();
     Progress("== tenants: density, %d functions of one tenant", n);
     const uint64_t used_before = nvml.MemoryUsed();
-    Gateway gw(s, "density", {"--isolation", "process", "--max-instances", "1"});
+    Gateway gw(s, "density",
+               TenantGatewayFlags(s, {"--isolation", "process", "--max-instances", "1"}));
     for (int i = 0; i < n; ++i) {
       gw.Deploy("f" + std::to_string(i), cnn);
       if ((i + 1) % 250 == 0) Progress("   deployed %d", i + 1);
@@ -1029,9 +1070,11 @@ json RunTenants(const Settings& s, json* partial, const std::function<void()>& s
     const int tenants = s.tenants();
     Progress("== tenants: %d tenants x 2 functions, random order", tenants);
     Gateway gw(s, "many-tenants",
-               {"--isolation", "process", "--api-keys", WriteTenantKeys(s, "many", tenants),
-                "--threads", "64", "--prestarted-workers", "8"});
+               TenantGatewayFlags(
+                   s, {"--isolation", "process", "--api-keys", WriteTenantKeys(s, "many", tenants),
+                       "--threads", "64", "--prestarted-workers", "8"}));
     // Deploys from 8 clients: each tenant's first one binds (and may have to start) a worker.
+    auto phase_start = Clock::now();
     std::atomic<int> deploy_failures{0};
     {
       std::atomic<int> next_tenant{0}, deployed{0};
@@ -1048,27 +1091,24 @@ json RunTenants(const Settings& s, json* partial, const std::function<void()>& s
               Progress("   %s", e.what());
             }
             if (const int done = ++deployed; done % 25 == 0) {
-              // What the machine has left: device memory (NVML), host memory, workers.
-              auto admin = TenantClient(gw, -1);
-              auto info = admin->Get("/v1");
-              const json workers = info && info->status == 200
-                                       ? json::parse(info->body).value("workers", json::object())
-                                       : json::object();
-              Progress(
-                  "   deployed for %d tenants: device memory used %.1f GiB, host memory "
-                  "available %.1f GiB, workers live %d",
-                  done, static_cast<double>(nvml.MemoryUsed()) / (1 << 30),
-                  static_cast<double>(HostMemoryAvailable()) / (1 << 30), workers.value("live", 0));
+              // What the machine has left: host memory, workers, device memory (NVML).
+              Progress("   deployed for %d tenants at %.0f s: host memory available %.1f GiB, %s",
+                       done, MicrosSince(phase_start) / 1e6,
+                       static_cast<double>(HostMemoryAvailable()) / (1 << 30),
+                       WorkersLine(gw, nvml).c_str());
             }
           }
         });
       }
       for (auto& d : deployers) d.join();
     }
+    // Each function --tenant-calls times, all in one random order.
     std::vector<std::pair<int, std::string>> calls;
-    for (int round = 0; round < 2; ++round) {
-      for (int t = 0; t < tenants; ++t) calls.push_back({t, round == 0 ? "a" : "b"});
-      for (int t = 0; t < tenants; ++t) calls.push_back({t, round == 0 ? "b" : "a"});
+    for (int round = 0; round < s.tenant_calls; ++round) {
+      for (int t = 0; t < tenants; ++t) {
+        calls.push_back({t, "a"});
+        calls.push_back({t, "b"});
+      }
     }
     std::mt19937 rng(20261202);
     std::shuffle(calls.begin(), calls.end(), rng);
@@ -1078,11 +1118,16 @@ json RunTenants(const Settings& s, json* partial, const std::function<void()>& s
     std::atomic<int> failures{0};
     std::vector<std::string> errors;
     std::vector<std::thread> threads;
+    const double deploy_seconds = MicrosSince(phase_start) / 1e6;
+    phase_start = Clock::now();
     for (int w = 0; w < 8; ++w) {
       threads.emplace_back([&] {
         for (size_t i = next++; i < calls.size(); i = next++) {
           auto c = TenantClient(gw, calls[i].first);
-          if ((i + 1) % 200 == 0) Progress("   invoked %zu of %zu", i + 1, calls.size());
+          if ((i + 1) % 100 == 0) {
+            Progress("   invoking %zu of %zu at %.0f s: %s", i + 1, calls.size(),
+                     MicrosSince(phase_start) / 1e6, WorkersLine(gw, nvml).c_str());
+          }
           try {
             const Invocation inv = InvokeBinary(*c, calls[i].second, cnn.input);
             std::lock_guard<std::mutex> lock(mu);
@@ -1096,18 +1141,26 @@ json RunTenants(const Settings& s, json* partial, const std::function<void()>& s
       });
     }
     for (auto& t : threads) t.join();
+    const double invoke_seconds = MicrosSince(phase_start) / 1e6;
     auto admin = TenantClient(gw, -1);
     auto res = admin->Get("/v1/workers");
     const json workers = res && res->status == 200 ? json::parse(res->body) : json::object();
     json m = {{"tenants", tenants},
+              {"gateway_flags", s.tenant_flags},
               {"functions", 2 * tenants},
+              {"calls_per_function", s.tenant_calls},
               {"calls", calls.size()},
               {"failures", failures.load()},
               {"deploy_failures", deploy_failures.load()},
               {"errors", errors},
               {"workers_live", workers.value("live", 0)},
               {"workers_bound", workers.value("bound", 0)},
-              {"evictions", workers.value("evictions", json::object())}};
+              {"evictions", workers.value("evictions", json::object())},
+              {"spawn_failures", workers.value("spawn_failures", 0)},
+              {"worker_starts", workers.value("starts", json::object())},
+              {"worker_ends", workers.value("ends", json::object())},
+              {"deploy_seconds", deploy_seconds},
+              {"invoke_seconds", invoke_seconds}};
     for (const char* start : {"cold", "warm", "hot"}) {
       const auto& v = by_start[start];
       m["starts"][start] = {{"share", static_cast<double>(v.size()) / calls.size()},
@@ -1120,8 +1173,9 @@ json RunTenants(const Settings& s, json* partial, const std::function<void()>& s
     // Containment: tenant 0's CNN at 8 clients while tenant 1's kernels fault.
     Progress("== tenants: containment, a CNN at 8 clients while another tenant faults");
     Gateway gw(s, "containment",
-               {"--isolation", "process", "--api-keys", WriteTenantKeys(s, "containment", 2),
-                "--max-instances", "8", "--invoke-timeout-ms", "1500", "--threads", "64"});
+               TenantGatewayFlags(
+                   s, {"--isolation", "process", "--api-keys", WriteTenantKeys(s, "containment", 2),
+                       "--max-instances", "8", "--invoke-timeout-ms", "1500", "--threads", "64"}));
     FunctionFiles fault = BenchKernelFiles(s, "bench_copy", 16);
     json m = json::parse(fault.manifest);
     m["chain"][0]["kernel"] = "bench_fault";
@@ -1204,6 +1258,14 @@ int main(int argc, char** argv) {
           }
           s.tenant_parts.insert(item);
         }
+      } else if (arg == "--tenant-calls") {
+        s.tenant_calls = std::stoi(value());
+        if (s.tenant_calls < 1 || s.tenant_calls > 100) {
+          throw std::invalid_argument("--tenant-calls: 1..100");
+        }
+      } else if (arg == "--tenant-flags") {
+        std::stringstream words(value());
+        for (std::string word; words >> word;) s.tenant_flags.push_back(word);
       } else if (arg == "--clients") {
         std::stringstream list(value());
         for (std::string item; std::getline(list, item, ',');) {
