@@ -1003,7 +1003,7 @@ class ProcessExecutor final : public Executor {
   Status last_spawn_error_;
   uint64_t worker_starts_ = 0, worker_ends_ = 0;
   double worker_start_seconds_ = 0, worker_end_seconds_ = 0;
-  // How many workers lived when a context could last not be created (0: never), and when.
+  // How many contexts there were when one could last not be created (0: never), and when.
   int learned_worker_limit_ = 0;
   Clock::time_point learned_at_;
   bool spawned_since_failure_ = true;
