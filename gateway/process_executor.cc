@@ -683,11 +683,14 @@ class ProcessExecutor final : public Executor {
       }
       // At the limit: retire the least recently used worker whose instances are all idle.
       if (RetireLeastRecentlyUsed(lock, LimitReasonLocked())) continue;
-      // Every worker is busy: wait for one to finish something, up to the deadline.
-      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      // Every worker is busy. A run ending is the scheduler's news and wakes nobody here (the
+      // hot path stays free of this lock), so look again every few milliseconds, up to the
+      // deadline.
+      if (Clock::now() >= deadline) {
         return ResourceExhaustedError("all " + std::to_string(MaxWorkersLocked()) +
                                       " worker processes are busy (--max-workers)");
       }
+      cv_.wait_until(lock, std::min(deadline, Clock::now() + kBusyRecheck));
     }
   }
 
@@ -1010,6 +1013,8 @@ class ProcessExecutor final : public Executor {
   static constexpr auto kLearnedLimitTtl = std::chrono::seconds(60);
   // Workers one start may retire, one after another, while new contexts keep failing.
   static constexpr int kEvictionsAfterSpawnFailure = 8;
+  // How often a caller looks again for a worker to retire while every worker is busy.
+  static constexpr auto kBusyRecheck = std::chrono::milliseconds(5);
   bool stopping_ = false;
   HostReleaser releaser_;
   std::vector<uint64_t> forgotten_;
