@@ -18,8 +18,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <list>
 #include <map>
@@ -416,9 +418,13 @@ bool ParseArgs(int argc, char** argv, Options* options) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
+    // A whole decimal number, nothing before or after it (strtoull alone takes "-1" and "2x").
     auto number = [&](uint64_t* out) {
-      if (value == nullptr) return false;
-      *out = std::strtoull(value, nullptr, 10);
+      if (value == nullptr || *value < '0' || *value > '9') return false;
+      char* end = nullptr;
+      errno = 0;
+      *out = std::strtoull(value, &end, 10);
+      if (*end != '\0' || errno == ERANGE) return false;
       ++i;
       return true;
     };

@@ -55,6 +55,7 @@ struct TestGatewayOptions {
   int reply_spin_us = 200;        // the invoking thread spins this long for a worker's reply
   bool spin_yield = false;        // both spins call sched_yield() instead of the pause hint
   std::string gpu_wait = "auto";  // how workers wait for the GPU (ParseGpuWait)
+  int device_connections = 0;     // CUDA_DEVICE_MAX_CONNECTIONS in workers; 0: CUDA's own
   WorkerScope worker_scope = WorkerScope::kTenant;
   int workers_per_tenant = 1;
   int max_workers = 256;
@@ -91,6 +92,7 @@ class TestGateway {
       process.reply_spin = std::chrono::microseconds(options.reply_spin_us);
       process.spin_yield = options.spin_yield;
       process.launch.gpu_wait = options.gpu_wait;
+      process.launch.device_connections = options.device_connections;
       process.scope = options.worker_scope;
       process.workers_per_scope = options.workers_per_tenant;
       process.max_workers = options.max_workers;

@@ -2,11 +2,15 @@
 // the invocation that caused it, its worker is replaced, the next invocation succeeds; the
 // sandbox refuses what a launcher has no use for; pre-initialized workers serve cold starts
 // and the pool refills.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <fstream>
+#include <iterator>
+#include <string>
 
 #include "gateway_test_util.h"
 
@@ -280,6 +284,41 @@ TEST(Isolation, AWorkerKilledWhileIdleDoesNotFailTheNextInvocation) {
   ASSERT_EQ(next->status, 200) << next->body;
   EXPECT_EQ(next->get_header_value("X-Kchain-Start"), "cold");
   EXPECT_NE(VectorOf<int32_t>(next->body)[0], pid);
+}
+
+// --worker-device-connections reaches every worker's command line, and a worker refuses a
+// count CUDA would not take (it exits 2 before it opens any device).
+TEST(Isolation, WorkersGetTheirWorkQueueCountAndRefuseBadOnes) {
+  for (const char* bad : {"0", "33", "-1", "two", "", "2x", " 2", "99999999999999999999999"}) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      const int devnull = ::open("/dev/null", O_WRONLY);
+      ::dup2(devnull, 2);
+      ::execl(KCHAIN_WORKER_BINARY, "kchain-worker", "--device-connections", bad,
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status)) << bad;
+    EXPECT_EQ(WEXITSTATUS(status), 2) << "'" << bad << "'";
+  }
+  TestGatewayOptions options = ProcessOptions();
+  options.device_connections = 2;
+  TestGateway gw(options);
+  auto client = gw.Client();
+  const std::string manifest = R"({"chain": [{"kernel": "report_pid", "grid": 1, "block": 1}],
+      "input": {"dtype": "uint8", "shape": [4]}, "output": {"dtype": "int32", "shape": [1]}})";
+  ASSERT_EQ(DeployMultipart(*client, "pid", manifest, TestLibraryBytes(), "")->status, 201);
+  auto res = InvokeBinary(*client, "pid", std::string(4, '\0'));
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const int32_t pid = VectorOf<int32_t>(res->body)[0];
+  std::ifstream file("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  const std::string cmdline((std::istreambuf_iterator<char>(file)), {});
+  const std::string flag = std::string("--device-connections") + '\0' + "2" + '\0';
+  EXPECT_NE(cmdline.find(flag), std::string::npos) << cmdline;
 }
 
 // The control-page handshake: runs posted there while the worker spins, runs sent through
