@@ -1,9 +1,12 @@
 #include "gateway/config.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "kchain/device.h"
 #include "kchain/manifest.h"
@@ -37,6 +40,21 @@ Setter IntSetter(Field GatewayConfig::*field, int64_t lo, int64_t hi) {
   };
 }
 
+// A setter that takes one of `choices` ("'x' is not a, b or c" for anything else).
+Setter ChoiceSetter(std::string GatewayConfig::*field, std::vector<std::string> choices) {
+  return [=](GatewayConfig* c, const std::string& v) -> Status {
+    if (std::find(choices.begin(), choices.end(), v) == choices.end()) {
+      std::string list;
+      for (size_t i = 0; i < choices.size(); ++i) {
+        list += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + choices[i];
+      }
+      return InvalidArgumentError("'" + v + "' is not " + list);
+    }
+    c->*field = v;
+    return Status();
+  };
+}
+
 const std::map<std::string, std::pair<Setter, const char*>>& Options() {
   static const auto* options = new std::map<std::string, std::pair<Setter, const char*>>{
       {"listen",
@@ -65,13 +83,7 @@ const std::map<std::string, std::pair<Setter, const char*>>& Options() {
         },
         "where deployed functions are stored (default ./kchain-data)"}},
       {"device",
-       {[](GatewayConfig* c, const std::string& v) -> Status {
-          if (v != "auto" && v != "cuda" && v != "host") {
-            return InvalidArgumentError("'" + v + "' is not auto, cuda or host");
-          }
-          c->device = v;
-          return Status();
-        },
+       {ChoiceSetter(&GatewayConfig::device, {"auto", "cuda", "host"}),
         "auto (cuda when a GPU is visible), cuda or host (default auto)"}},
       {"device-ordinal",
        {IntSetter(&GatewayConfig::device_ordinal, 0, 1024), "which GPU (default 0)"}},
@@ -112,13 +124,7 @@ const std::map<std::string, std::pair<Setter, const char*>>& Options() {
         },
         "write the bound port to this file once listening (handy with --port 0)"}},
       {"isolation",
-       {[](GatewayConfig* c, const std::string& v) -> Status {
-          if (v != "process" && v != "none") {
-            return InvalidArgumentError("'" + v + "' is not process or none");
-          }
-          c->isolation = v;
-          return Status();
-        },
+       {ChoiceSetter(&GatewayConfig::isolation, {"process", "none"}),
         "process (each instance in a sandboxed worker process) or none (default process)"}},
       {"worker-path",
        {[](GatewayConfig* c, const std::string& v) {
@@ -127,13 +133,7 @@ const std::map<std::string, std::pair<Setter, const char*>>& Options() {
         },
         "the kchain-worker executable (default: next to kchain-gateway)"}},
       {"worker-scope",
-       {[](GatewayConfig* c, const std::string& v) -> Status {
-          if (v != "tenant" && v != "function" && v != "instance") {
-            return InvalidArgumentError("'" + v + "' is not tenant, function or instance");
-          }
-          c->worker_scope = v;
-          return Status();
-        },
+       {ChoiceSetter(&GatewayConfig::worker_scope, {"tenant", "function", "instance"}),
         "what one worker process (one device context) hosts: every function of a tenant, "
         "one function, or one instance (default tenant)"}},
       {"workers-per-tenant",
@@ -171,13 +171,7 @@ const std::map<std::string, std::pair<Setter, const char*>>& Options() {
         "us a worker spins for its next run; saves a wake-up per hot call, costs a core "
         "while spinning (default 50; 0: never)"}},
       {"worker-spin",
-       {[](GatewayConfig* c, const std::string& v) -> Status {
-          if (v != "pause" && v != "yield") {
-            return InvalidArgumentError("'" + v + "' is not pause or yield");
-          }
-          c->worker_spin = v;
-          return Status();
-        },
+       {ChoiceSetter(&GatewayConfig::worker_spin, {"pause", "yield"}),
         "how the reply and request spins wait: pause (the processor's hint) or yield "
         "(sched_yield, other runnable threads first) (default yield)"}},
       {"worker-gpu-wait",
