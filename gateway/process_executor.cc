@@ -1184,9 +1184,10 @@ Status ProcessInstance::Run(size_t input_bytes, kchain::RunTimings* timings) {
   }
   if (ran.status_code == 0) return Status();
   // The worker knows its library as /proc/self/fd/N; say which stored library it is.
-  return Status(
-      worker::WorkerErrorCode(ran.status_code),
-      Relabel(std::move(message), static_cast<const ProcessVersion&>(*version_).library_path));
+  return worker::WorkerFailure(
+      ran.status_code,
+      Relabel(std::move(message), static_cast<const ProcessVersion&>(*version_).library_path),
+      worker::WorkerStep::kRun);
 }
 
 Status ProcessInstance::Park() {
@@ -1196,7 +1197,9 @@ Status ProcessInstance::Park() {
   std::string message;
   KCHAIN_RETURN_IF_ERROR(
       Call(Op::kPark, 0, std::chrono::milliseconds(kControlTimeoutMs), &ran, &message));
-  if (ran.status_code != 0) return Status(worker::WorkerErrorCode(ran.status_code), message);
+  if (ran.status_code != 0) {
+    return worker::WorkerFailure(ran.status_code, std::move(message), worker::WorkerStep::kRun);
+  }
   resident_ = false;
   executor_->ResidentChange(-static_cast<int64_t>(version_->instance_device_bytes()));
   return Status();
@@ -1209,7 +1212,9 @@ Status ProcessInstance::Wake(StartTimings* timings) {
   std::string message;
   KCHAIN_RETURN_IF_ERROR(
       Call(Op::kWake, 0, std::chrono::milliseconds(kControlTimeoutMs), &ran, &message));
-  if (ran.status_code != 0) return Status(worker::WorkerErrorCode(ran.status_code), message);
+  if (ran.status_code != 0) {
+    return worker::WorkerFailure(ran.status_code, std::move(message), worker::WorkerStep::kRun);
+  }
   timings->create_us = ran.create_us;
   timings->constants_us = ran.upload_us;
   resident_ = true;

@@ -10,6 +10,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -156,9 +158,26 @@ std::string CleanWorkerText(std::string_view raw) {
   return out;
 }
 
-StatusCode WorkerErrorCode(uint32_t raw) {
-  if (raw == 0 || raw > static_cast<uint32_t>(StatusCode::kInternal)) return StatusCode::kInternal;
-  return static_cast<StatusCode>(raw);
+Status WorkerFailure(uint32_t raw_code, std::string text, WorkerStep step) {
+  // What a worker's own failure can be. A run's input was checked before the worker saw it, so
+  // a run can only fail by its code, its device or its time.
+  static constexpr std::array kRunCodes{StatusCode::kKernelError, StatusCode::kUnavailable,
+                                        StatusCode::kDeadlineExceeded,
+                                        StatusCode::kResourceExhausted};
+  static constexpr std::array kSetUpCodes{
+      StatusCode::kKernelError,        StatusCode::kUnavailable,     StatusCode::kDeadlineExceeded,
+      StatusCode::kResourceExhausted,  StatusCode::kInvalidArgument, StatusCode::kNotFound,
+      StatusCode::kFailedPrecondition, StatusCode::kPayloadTooLarge, StatusCode::kUnimplemented};
+  const auto code = static_cast<StatusCode>(raw_code);
+  const bool allowed = step == WorkerStep::kRun
+                           ? std::ranges::find(kRunCodes, code) != kRunCodes.end()
+                           : std::ranges::find(kSetUpCodes, code) != kSetUpCodes.end();
+  if (allowed) return Status(code, std::move(text));
+  const bool known = raw_code != 0 && raw_code <= static_cast<uint32_t>(StatusCode::kInternal);
+  const std::string claim =
+      known ? "the worker reported " + std::string(StatusCodeName(code))
+            : "the worker reported an unknown status code " + std::to_string(raw_code);
+  return KernelError("(" + claim + ") " + text);
 }
 
 Reply DecodeReply(const Channel& channel, MessageType expected, void* body, size_t body_bytes,
@@ -177,14 +196,9 @@ Reply DecodeReply(const Channel& channel, MessageType expected, void* body, size
       reply.status = InternalError("malformed error message from the worker");
       return reply;
     }
-    std::string text = CleanWorkerText(channel.text(sizeof(ErrorBody)));
-    if (error.status_code > static_cast<uint32_t>(StatusCode::kInternal) ||
-        error.status_code == 0) {
-      text = "(the worker reported an unknown status code " + std::to_string(error.status_code) +
-             ") " + text;
-    }
     reply.kind = Reply::Kind::kError;
-    reply.status = Status(WorkerErrorCode(error.status_code), std::move(text));
+    reply.status = WorkerFailure(
+        error.status_code, CleanWorkerText(channel.text(sizeof(ErrorBody))), WorkerStep::kSetUp);
     reply.broken = error.broken != 0;
     return reply;
   }

@@ -217,8 +217,18 @@ inline constexpr size_t kMaxWorkerTextBytes = 2048;
 // encoder, which replaces it.
 std::string CleanWorkerText(std::string_view raw);
 
-// A status code a worker reported: a known error code, else kInternal. Never kOk.
-StatusCode WorkerErrorCode(uint32_t raw);
+// What a worker was doing when it reported a failure.
+enum class WorkerStep {
+  kSetUp,  // loading a library or starting an instance: the library or manifest may be at fault
+  kRun,    // a run, park or wake of an instance, whose input the gateway has already checked
+};
+
+// The failure a worker reported, as the gateway passes it on. A worker runs tenant code, so its
+// code is a claim, not a fact: one that could describe the worker's own failure at `step`
+// passes; any other (one that would blame the client's input or credentials, kInternal that
+// would blame the gateway, a number that is no code) becomes kKernelError, the function's
+// failure (502), and the text says what the worker claimed. Never kOk.
+Status WorkerFailure(uint32_t raw_code, std::string text, WorkerStep step);
 
 // What a reply was, once checked.
 struct Reply {

@@ -185,9 +185,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // Straight decoders, on the bytes as they are.
   CheckClean(w::CleanWorkerText(input), "CleanWorkerText left something unclean");
-  (void)w::WorkerErrorCode(size >= 5 ? data[1] | data[2] << 8 | data[3] << 16 |
-                                           static_cast<uint32_t>(data[4]) << 24
-                                     : flags);
+  for (const auto step : {w::WorkerStep::kSetUp, w::WorkerStep::kRun}) {
+    const kchain::Status failure = w::WorkerFailure(
+        size >= 5 ? data[1] | data[2] << 8 | data[3] << 16 | static_cast<uint32_t>(data[4]) << 24
+                  : flags,
+        std::string(input), step);
+    if (failure.ok() || failure.code() == kchain::StatusCode::kInternal ||
+        failure.code() == kchain::StatusCode::kUnauthenticated) {
+      Fail("WorkerFailure passed on a code no worker may claim");
+    }
+  }
   {
     std::array<std::byte, w::kControlPageBytes> page{};
     std::memcpy(page.data() + w::kControlMessageOffset, input.data(),

@@ -123,5 +123,39 @@ TEST_F(WorkerProtocol, TryReceiveRefusesARecordLongerThanAMessage) {
   EXPECT_EQ(channel_->TryReceive().code(), StatusCode::kDeadlineExceeded);
 }
 
+// A worker's status code is a claim: a forged reply on a scribbled control page once passed
+// "internal" through as a 500 (CI, 2026-12-03). Codes that blame the client or the gateway
+// become the function's failure; the worker's own failures pass as they are.
+TEST(WorkerFailure, OnlyCodesAWorkerCanOwnPassThrough) {
+  const auto raw = [](StatusCode code) { return static_cast<uint32_t>(code); };
+  for (const StatusCode code : {StatusCode::kInternal, StatusCode::kUnauthenticated,
+                                StatusCode::kAlreadyExists, StatusCode::kInsufficientStorage}) {
+    const Status run = WorkerFailure(raw(code), "text", WorkerStep::kRun);
+    EXPECT_EQ(run.code(), StatusCode::kKernelError) << StatusCodeName(code);
+    EXPECT_NE(run.message().find(std::string(StatusCodeName(code))), std::string::npos)
+        << run.message();
+    EXPECT_EQ(WorkerFailure(raw(code), "text", WorkerStep::kSetUp).code(),
+              StatusCode::kKernelError);
+  }
+  // A run's input was checked before the worker saw it: a 4xx from a run is not believed.
+  EXPECT_EQ(WorkerFailure(raw(StatusCode::kInvalidArgument), "x", WorkerStep::kRun).code(),
+            StatusCode::kKernelError);
+  EXPECT_EQ(WorkerFailure(raw(StatusCode::kInvalidArgument), "x", WorkerStep::kSetUp).code(),
+            StatusCode::kInvalidArgument);
+  for (const StatusCode code : {StatusCode::kKernelError, StatusCode::kUnavailable,
+                                StatusCode::kDeadlineExceeded, StatusCode::kResourceExhausted}) {
+    const Status run = WorkerFailure(raw(code), "text", WorkerStep::kRun);
+    EXPECT_EQ(run.code(), code);
+    EXPECT_EQ(run.message(), "text");
+  }
+  for (const uint32_t bad : {0u, raw(StatusCode::kInternal) + 1, 0xffffffffu}) {
+    const Status failure = WorkerFailure(bad, "text", WorkerStep::kRun);
+    EXPECT_EQ(failure.code(), StatusCode::kKernelError);
+    EXPECT_NE(failure.message().find("unknown status code " + std::to_string(bad)),
+              std::string::npos)
+        << failure.message();
+  }
+}
+
 }  // namespace
 }  // namespace kchain::worker
