@@ -17,10 +17,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "gateway/files.h"
-#include "gateway/http_server.h"
-#include "gateway/process_executor.h"
-#include "gateway/service.h"
+#include "gateway/core/files.h"
+#include "gateway/core/service.h"
+#include "gateway/exec/process_executor.h"
+#include "gateway/http/http_server.h"
 #include "kchain/manifest.h"
 
 namespace {

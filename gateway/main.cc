@@ -15,15 +15,15 @@
 #include <optional>
 #include <thread>
 
-#include "gateway/auth.h"
-#include "gateway/config.h"
-#include "gateway/data_dir.h"
-#include "gateway/executor.h"
-#include "gateway/files.h"
-#include "gateway/http_server.h"
-#include "gateway/log.h"
-#include "gateway/process_executor.h"
-#include "gateway/service.h"
+#include "gateway/core/config.h"
+#include "gateway/core/data_dir.h"
+#include "gateway/core/files.h"
+#include "gateway/core/log.h"
+#include "gateway/core/service.h"
+#include "gateway/exec/executor.h"
+#include "gateway/exec/process_executor.h"
+#include "gateway/http/auth.h"
+#include "gateway/http/http_server.h"
 
 namespace {
 

@@ -1,5 +1,5 @@
 // Fuzzes the gateway's HTTP surface with raw request bytes: the framing check
-// (gateway/http_framing.h) directly, then the real transport, cpp-httplib's request and
+// (gateway/http/http_framing.h) directly, then the real transport, cpp-httplib's request and
 // multipart parsing, the routes, and the service behind them.
 //
 // On the first input a real gateway starts in this process: a Service over the in-process
@@ -31,12 +31,12 @@
 #include <string_view>
 #include <thread>
 
-#include "gateway/executor.h"
-#include "gateway/files.h"
-#include "gateway/http_framing.h"
-#include "gateway/http_server.h"
-#include "gateway/log.h"
-#include "gateway/service.h"
+#include "gateway/core/files.h"
+#include "gateway/core/log.h"
+#include "gateway/core/service.h"
+#include "gateway/exec/executor.h"
+#include "gateway/http/http_framing.h"
+#include "gateway/http/http_server.h"
 #include "kchain/device.h"
 #include "kchain/manifest.h"
 

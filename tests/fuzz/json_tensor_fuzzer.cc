@@ -1,5 +1,5 @@
 // Fuzzes the JSON edge of an invocation: the bounded JSON parser (runtime/json_input.h), the
-// typed-array decoder and base64 (gateway/tensor_codec.h).
+// typed-array decoder and base64 (gateway/http/tensor_codec.h).
 //
 // Input: one byte choosing the tensor (dtype: low 4 bits; layout: bits 4-6), then the JSON
 // text (also fed to Base64Decode as it is). Beyond not crashing: refusals carry the documented
@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "gateway/tensor_codec.h"
+#include "gateway/http/tensor_codec.h"
 #include "runtime/json_input.h"
 
 namespace {

@@ -1,5 +1,5 @@
-// Fuzzes the KServe v2 inference request parser (gateway/v2_protocol.h) the way
-// gateway/v2_http.cc drives it: a body split into a JSON header and binary tensor data by an
+// Fuzzes the KServe v2 inference request parser (gateway/http/v2_protocol.h) the way
+// gateway/http/v2_http.cc drives it: a body split into a JSON header and binary tensor data by an
 // optional Inference-Header-Content-Length.
 //
 // Input: a flags byte, then (flag 0x02) the header's value as text up to the first '\n', fed
@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "gateway/v2_protocol.h"
+#include "gateway/http/v2_protocol.h"
 #include "runtime/json_input.h"
 
 namespace {

@@ -1,5 +1,5 @@
 // Gateway configuration: sizes, flags, config files.
-#include "gateway/config.h"
+#include "gateway/core/config.h"
 
 #include <gtest/gtest.h>
 

@@ -1,12 +1,12 @@
 // The function store: staged versions, atomic commits, and recovery from interrupted work.
-#include "gateway/function_store.h"
+#include "gateway/core/function_store.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "gateway/files.h"
+#include "gateway/core/files.h"
 #include "gateway_test_util.h"
 
 namespace kchain::gateway {

@@ -12,11 +12,11 @@
 #include <string>
 #include <thread>
 
-#include "gateway/files.h"
-#include "gateway/http_server.h"
-#include "gateway/process_executor.h"
-#include "gateway/service.h"
-#include "gateway/tensor_codec.h"
+#include "gateway/core/files.h"
+#include "gateway/core/service.h"
+#include "gateway/exec/process_executor.h"
+#include "gateway/http/http_server.h"
+#include "gateway/http/tensor_codec.h"
 #include "kchain/manifest.h"
 #include "test_util.h"
 

@@ -1,7 +1,7 @@
-// HTTP/1.1 framing: the pure head parser (gateway/http_framing.h), and the transport around
+// HTTP/1.1 framing: the pure head parser (gateway/http/http_framing.h), and the transport around
 // cpp-httplib against a real gateway over raw sockets: pipelining, lengths that lie or
 // conflict, oversized heads and bodies, a busy port.
-#include "gateway/http_framing.h"
+#include "gateway/http/http_framing.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

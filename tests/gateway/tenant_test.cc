@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "gateway/auth.h"
+#include "gateway/http/auth.h"
 #include "gateway_test_util.h"
 
 namespace kchain::gateway::testing {

@@ -1,5 +1,5 @@
 // JSON typed arrays and base64 at the edge.
-#include "gateway/tensor_codec.h"
+#include "gateway/http/tensor_codec.h"
 
 #include <gtest/gtest.h>
 

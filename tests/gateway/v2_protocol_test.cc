@@ -3,7 +3,7 @@
 // statistics, inference over JSON and binary tensor data (and mixed), every error case with
 // its status and {"error": "..."} body, the model repository (index, load, unload), tenants
 // and API keys; plus the protocol functions on their own.
-#include "gateway/v2_protocol.h"
+#include "gateway/http/v2_protocol.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -13,7 +13,7 @@
 #include <fstream>
 #include <random>
 
-#include "gateway/auth.h"
+#include "gateway/http/auth.h"
 #include "gateway_test_util.h"
 
 namespace kchain::gateway::testing {

@@ -3,8 +3,8 @@
 // server stays ready and every other function keeps running. Label `gpu`.
 #include <map>
 
-#include "gateway/auth.h"
 #include "gateway/gateway_test_util.h"
+#include "gateway/http/auth.h"
 
 namespace kchain::gateway::testing {
 namespace {
