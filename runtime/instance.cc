@@ -10,15 +10,12 @@
 
 #include "kchain/function.h"
 #include "runtime/backend.h"
+#include "runtime/clock.h"
 
 namespace kchain {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double MicrosSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
-}
 
 // Input sizes may vary from run to run; each new size needs a new capture. Past this many
 // captures the chain stays in direct mode rather than re-capturing on every run.

@@ -2,14 +2,9 @@
 
 #include <cstdio>
 
+#include "runtime/clock.h"
+
 namespace kchain::gateway {
-namespace {
-
-double MicrosSince(Invocation::Clock::time_point start) {
-  return std::chrono::duration<double, std::micro>(Invocation::Clock::now() - start).count();
-}
-
-}  // namespace
 
 std::string ServerTimingHeader(const InvokeTimings& t, StartType start) {
   char buf[512];

@@ -2,14 +2,12 @@
 
 #include <algorithm>
 
+#include "runtime/clock.h"
+
 namespace kchain::gateway {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double MicrosSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
-}
 
 std::string Bytes(size_t n) { return std::to_string(n) + " bytes"; }
 

@@ -3,15 +3,12 @@
 #include <chrono>
 
 #include "gateway/exec/executor.h"
+#include "runtime/clock.h"
 
 namespace kchain::gateway {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double MicrosSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
-}
 
 class InProcessVersion final : public LoadedVersion {
  public:

@@ -14,6 +14,8 @@
 #include <set>
 #include <thread>
 
+#include "runtime/clock.h"
+
 namespace kchain::gateway {
 namespace {
 
@@ -24,10 +26,6 @@ using worker::Op;
 constexpr size_t kPage = 4096;
 constexpr int kControlTimeoutMs = 120000;
 constexpr int kDestroyTimeoutMs = 2000;
-
-double MicrosSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
-}
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())

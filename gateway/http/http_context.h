@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "gateway/http/auth.h"
+#include "runtime/clock.h"
 
 namespace kchain::gateway {
 
@@ -27,10 +28,6 @@ struct RequestContext {
   Caller caller;         // who is asking (set by authentication)
 };
 extern thread_local RequestContext t_request;
-
-inline double MicrosSince(HttpClock::time_point start) {
-  return std::chrono::duration<double, std::micro>(HttpClock::now() - start).count();
-}
 
 // JSON text; invalid UTF-8 (from a quoted file name, say) is replaced, never thrown on.
 inline std::string Dump(const nlohmann::json& j) {

@@ -34,15 +34,12 @@
 #include "gateway/worker/sandbox.h"
 #include "kchain/function.h"
 #include "kchain/manifest.h"
+#include "runtime/clock.h"
 
 namespace kchain::worker {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double MicrosSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
-}
 
 uint64_t ResidentBytes() {
   FILE* f = std::fopen("/proc/self/statm", "r");
