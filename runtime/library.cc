@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/unique_fd.h"
+
 namespace kchain {
 namespace {
 
@@ -198,28 +200,26 @@ std::string FdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 // A sealed memory file holding `bytes`.
 StatusOr<int> PrivateCopy(std::string_view bytes, const std::string& name) {
-  int fd = ::memfd_create("kchain-kernel-library", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) {
+  UniqueFd fd(::memfd_create("kchain-kernel-library", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd.valid()) {
     return ResourceExhaustedError(Quoted(name) + ": memfd_create: " + std::strerror(errno));
   }
   size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       const int err = errno;
-      ::close(fd);
       return ResourceExhaustedError(Quoted(name) + ": copying it: " + std::strerror(err));
     }
     done += static_cast<size_t>(n);
   }
   // Sealed: nothing can change or shrink the bytes that were checked and are now mapped.
-  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return InternalError(Quoted(name) + ": sealing its copy: " + std::strerror(err));
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) !=
+      0) {
+    return InternalError(Quoted(name) + ": sealing its copy: " + std::strerror(errno));
   }
-  return fd;
+  return fd.release();
 }
 
 // A name under which to dlopen the copy at `fd`, never used before in this process: a
@@ -288,15 +288,14 @@ SymbolOrigin OriginOf(const void* address, const link_map* map) {
 
 Status InspectLibrary(const std::string& path, DeviceKind expected_target,
                       const std::vector<std::string>& kernels) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
     return errno == ENOENT
                ? NotFoundError(Quoted(path) + ": no such file")
                : InvalidArgumentError(Quoted(path) +
                                       ": cannot open for reading: " + std::strerror(errno));
   }
-  auto bytes = ReadWhole(fd, path);
-  ::close(fd);
+  auto bytes = ReadWhole(fd.get(), path);
   if (!bytes.ok()) return bytes.status();
   KCHAIN_RETURN_IF_ERROR(CheckElf(*bytes, path));
   KCHAIN_ASSIGN_OR_RETURN(DynamicSymbols d, FindDynamicSymbols(*bytes, path));
@@ -377,14 +376,12 @@ StatusOr<std::shared_ptr<const Library>> Library::Open(const std::string& path,
     return InvalidArgumentError(Quoted(path) + ": cannot stat: " + std::strerror(err));
   }
   if (!S_ISREG(st.st_mode)) return InvalidArgumentError(Quoted(path) + ": not a regular file");
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
     return InvalidArgumentError(Quoted(path) +
                                 ": cannot open for reading: " + std::strerror(errno));
   }
-  auto library = OpenFd(fd, path, expected_target, options);
-  ::close(fd);
-  return library;
+  return OpenFd(fd.get(), path, expected_target, options);
 }
 
 StatusOr<std::shared_ptr<const Library>> Library::OpenFd(int fd, const std::string& name,
@@ -393,13 +390,11 @@ StatusOr<std::shared_ptr<const Library>> Library::OpenFd(int fd, const std::stri
   const auto start = Clock::now();
   KCHAIN_ASSIGN_OR_RETURN(std::string bytes, ReadWhole(fd, name));
   KCHAIN_RETURN_IF_ERROR(CheckElf(bytes, name));
-  KCHAIN_ASSIGN_OR_RETURN(int copy, PrivateCopy(bytes, name));
+  KCHAIN_ASSIGN_OR_RETURN(int copy_fd, PrivateCopy(bytes, name));
+  UniqueFd copy(copy_fd);
   bytes = std::string();  // the copy is all that is needed now
-  auto unique_name = UniqueLoadName(copy, name);
-  if (!unique_name.ok()) {
-    ::close(copy);
-    return unique_name.status();
-  }
+  auto unique_name = UniqueLoadName(copy.get(), name);
+  if (!unique_name.ok()) return unique_name.status();
   const std::string load_path = *unique_name;
 
   dlerror();
@@ -409,7 +404,7 @@ StatusOr<std::shared_ptr<const Library>> Library::OpenFd(int fd, const std::stri
   // The loader has the object open (or failed): neither the link nor the fd is needed, the
   // mapping keeps the copy alive.
   ::unlink(load_path.c_str());
-  ::close(copy);
+  copy.reset();
   if (handle == nullptr) return InvalidArgumentError(Quoted(name) + ": dlopen failed: " + why);
   // From here on the Library owns the handle; its destructor closes it.
   std::shared_ptr<Library> library(new Library(name, handle, DeviceKind::kHost, 0, {}));

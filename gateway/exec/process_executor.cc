@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "runtime/clock.h"
+#include "runtime/unique_fd.h"
 
 namespace kchain::gateway {
 namespace {
@@ -388,18 +389,16 @@ class ProcessExecutor final : public Executor {
     const FunctionSpec& spec = version.spec();
     const size_t output_offset = kPage + RoundUp(spec.max_input_bytes);
     const size_t shm_bytes = output_offset + RoundUp(spec.out_bytes);
-    const int shm_fd = ::memfd_create("kchain-instance", MFD_CLOEXEC);
-    if (shm_fd < 0 || ::ftruncate(shm_fd, static_cast<off_t>(shm_bytes)) != 0) {
+    UniqueFd shm_fd(::memfd_create("kchain-instance", MFD_CLOEXEC));
+    if (!shm_fd.valid() || ::ftruncate(shm_fd.get(), static_cast<off_t>(shm_bytes)) != 0) {
       const int err = errno;
-      if (shm_fd >= 0) ::close(shm_fd);
       unreserve();
       return ResourceExhaustedError(std::string("shared memory for an instance: ") +
                                     std::strerror(err));
     }
-    void* map = ::mmap(nullptr, shm_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, shm_fd, 0);
-    if (map == MAP_FAILED) {
+    MappedRegion shm = MappedRegion::MapShared(shm_fd.get(), shm_bytes);
+    if (!shm.valid()) {
       const int err = errno;
-      ::close(shm_fd);
       unreserve();
       return ResourceExhaustedError(std::string("mmap: ") + std::strerror(err));
     }
@@ -416,14 +415,13 @@ class ProcessExecutor final : public Executor {
     ControlResult result;
     {
       std::lock_guard<std::mutex> control(worker->control_mu);
-      const int fds[] = {shm_fd};
+      const int fds[] = {shm_fd.get()};
       result = worker->Control(MessageType::kCreate, &body, sizeof body, fds, MessageType::kCreated,
                                &created, sizeof created, kControlTimeoutMs,
                                "creating an instance of '" + version.key().name + "'");
     }
-    ::close(shm_fd);
+    shm_fd.reset();  // the worker has its own copy, or never will
     if (result.kind != ControlResult::Kind::kOk || created.instance_id != body.instance_id) {
-      ::munmap(map, shm_bytes);
       unreserve();
       if (options_.scope == WorkerScope::kInstance) Retire(worker, "");
       return CreateFailure(version, result);
@@ -433,9 +431,8 @@ class ProcessExecutor final : public Executor {
     worker->declared_bytes.fetch_add(shm_bytes);
     worker->last_used_ns.store(NowNs(), std::memory_order_relaxed);
     resident_bytes_.fetch_add(version.instance_device_bytes());
-    return std::unique_ptr<ExecInstance>(
-        new ProcessInstance(this, std::move(worker), loaded_version, static_cast<std::byte*>(map),
-                            shm_bytes, output_offset));
+    return std::unique_ptr<ExecInstance>(new ProcessInstance(
+        this, std::move(worker), loaded_version, shm.release(), shm_bytes, output_offset));
   }
 
   bool Ready(std::string* why) const override {
@@ -780,38 +777,33 @@ class ProcessExecutor final : public Executor {
                       double* library_us, double* constants_us) {
     std::lock_guard<std::mutex> control(worker.control_mu);
     if (worker.loaded.count(version.id()) != 0) return Status();
-    const int library_fd = ::open(version.library_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (library_fd < 0) {
+    UniqueFd library_fd(::open(version.library_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!library_fd.valid()) {
       return InternalError("cannot open '" + version.library_path + "': " + std::strerror(errno));
     }
-    int constants_fd = -1;
+    UniqueFd constants_fd;
     if (!version.constants_path.empty()) {
-      constants_fd = ::open(version.constants_path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (constants_fd < 0) {
-        const int err = errno;
-        ::close(library_fd);
-        return InternalError("cannot open '" + version.constants_path + "': " + std::strerror(err));
+      constants_fd.reset(::open(version.constants_path.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!constants_fd.valid()) {
+        return InternalError("cannot open '" + version.constants_path +
+                             "': " + std::strerror(errno));
       }
     }
-    auto manifest_fd = worker::SealedMemoryFile("kchain-manifest", version.manifest_json);
-    if (!manifest_fd.ok()) {
-      ::close(library_fd);
-      if (constants_fd >= 0) ::close(constants_fd);
-      return manifest_fd.status();
-    }
+    auto sealed_manifest = worker::SealedMemoryFile("kchain-manifest", version.manifest_json);
+    if (!sealed_manifest.ok()) return sealed_manifest.status();
+    const UniqueFd manifest_fd(*sealed_manifest);
     worker::LoadBody body{};
     body.function_id = version.id();
-    body.has_constants = constants_fd >= 0;
+    body.has_constants = constants_fd.valid();
     body.manifest_bytes = static_cast<uint32_t>(version.manifest_json.size());
-    std::vector<int> fds = {library_fd, *manifest_fd};
-    if (constants_fd >= 0) fds.push_back(constants_fd);
+    std::vector<int> fds = {library_fd.get(), manifest_fd.get()};
+    if (constants_fd.valid()) fds.push_back(constants_fd.get());
     worker::LoadedBody loaded{};
     const std::string doing =
         "loading kernel library '" + version.library_path + "' (" + version.key().str() + ")";
     ControlResult result =
         worker.Control(MessageType::kLoad, &body, sizeof body, fds, MessageType::kLoaded, &loaded,
                        sizeof loaded, kControlTimeoutMs, doing);
-    for (int fd : fds) ::close(fd);
     switch (result.kind) {
       case ControlResult::Kind::kOk:
         if (loaded.function_id != version.id()) break;

@@ -35,6 +35,7 @@
 #include "kchain/function.h"
 #include "kchain/manifest.h"
 #include "runtime/clock.h"
+#include "runtime/unique_fd.h"
 
 namespace kchain::worker {
 namespace {
@@ -63,11 +64,11 @@ struct Options {
 // the thread that serves its control page until it is destroyed.
 class InstanceHost {
  public:
-  InstanceHost(std::byte* shm, size_t shm_bytes, Device::HostRegistration registration,
+  InstanceHost(MappedRegion mapping, Device::HostRegistration registration,
                std::unique_ptr<Instance> instance, std::shared_ptr<Device> device,
                uint32_t request_spin_us, bool spin_yield)
-      : shm_(shm),
-        shm_bytes_(shm_bytes),
+      : mapping_(std::move(mapping)),
+        shm_(mapping_.data()),
         registration_(std::move(registration)),
         instance_(std::move(instance)),
         device_(std::move(device)),
@@ -77,8 +78,8 @@ class InstanceHost {
   ~InstanceHost() {
     if (thread_.joinable()) thread_.join();
     instance_.reset();
-    registration_ = Device::HostRegistration();
-    ::munmap(shm_, shm_bytes_);
+    registration_ = Device::HostRegistration();  // unregistered before it is unmapped
+    mapping_.reset();
   }
 
   void Start() {
@@ -178,8 +179,8 @@ class InstanceHost {
     }
   }
 
-  std::byte* shm_;
-  size_t shm_bytes_;
+  MappedRegion mapping_;
+  std::byte* shm_;  // mapping_'s bytes: the control page, then input and output
   Device::HostRegistration registration_;
   std::unique_ptr<Instance> instance_;
   std::shared_ptr<Device> device_;
@@ -358,19 +359,16 @@ class Worker {
         body.output_offset + spec.out_bytes > body.shm_bytes) {
       return SendError(InternalError("the shared memory does not fit the function"));
     }
-    void* map = ::mmap(nullptr, body.shm_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
-    if (map == MAP_FAILED) {
+    MappedRegion mapping = MappedRegion::MapShared(fds[0], body.shm_bytes);
+    if (!mapping.valid()) {
       return SendError(ResourceExhaustedError(std::string("mmap of the shared memory: ") +
                                               std::strerror(errno)));
     }
-    auto* shm = static_cast<std::byte*>(map);
+    std::byte* shm = mapping.data();
     // Page-locked, so that the instance's copies run at pinned speed straight from it.
     auto registration =
         device_->RegisterHostMemory(shm + body.input_offset, body.shm_bytes - body.input_offset);
-    if (!registration.ok()) {
-      ::munmap(map, body.shm_bytes);
-      return SendError(registration.status());
-    }
+    if (!registration.ok()) return SendError(registration.status());
     InstanceOptions options;
     options.stage_timing_period = body.stage_timing_period;
     if (body.graph_disabled) options.graph = GraphPolicy::kDisabled;
@@ -380,14 +378,13 @@ class Worker {
     auto instance = Instance::Create(function, options);
     if (!instance.ok()) {
       *registration = Device::HostRegistration();  // unregistered before it is unmapped
-      ::munmap(map, body.shm_bytes);
       return SendError(instance.status());
     }
     CreatedBody created{};
     created.instance_id = body.instance_id;
     created.upload_us = (*instance)->timings().constants_upload_us;
     created.create_us = (*instance)->timings().create_us - created.upload_us;
-    auto host = std::make_unique<InstanceHost>(shm, body.shm_bytes, std::move(*registration),
+    auto host = std::make_unique<InstanceHost>(std::move(mapping), std::move(*registration),
                                                std::move(*instance), device_, body.request_spin_us,
                                                body.spin_yield != 0);
     host->Start();
