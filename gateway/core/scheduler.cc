@@ -278,143 +278,175 @@ void Scheduler::ParkVictims(std::vector<std::unique_ptr<Slot>> victims) {
   // `doomed` is destroyed here, outside the lock.
 }
 
+// The state of one Acquire, shared by its paths.
+struct Scheduler::Acquiring {
+  const FunctionKey& key;
+  Clock::time_point start;
+  Clock::time_point deadline;
+  std::shared_ptr<Pool> pool;
+  std::unique_lock<std::mutex>& lock;
+  // Idle instances found dead: Acquire destroys them once the lock is released.
+  std::vector<std::unique_ptr<Slot>>& dead;
+  bool retired_hosts = false;  // RetireHostsForRoomOnce has run
+  bool queued = false;         // counted against the queue's bound once
+};
+
 StatusOr<Scheduler::Lease> Scheduler::Acquire(const FunctionKey& key) {
   const auto start = Clock::now();
-  const auto deadline = start + options_.invoke_timeout;
-  // Idle instances found dead; declared before the lock so that they are destroyed after it
-  // is released.
+  // Declared before the lock so that they are destroyed after it is released.
   std::vector<std::unique_ptr<Slot>> dead;
   std::unique_lock<std::mutex> lock(mu_);
   if (shutting_down_) return UnavailableError("the server is shutting down");
   auto found = pools_.find(key);
   if (found == pools_.end()) return NotFoundError("no function '" + key.name + "'");
-  std::shared_ptr<Pool> pool = found->second;
-  bool queued = false;
-  bool retired_hosts = false;
+  Acquiring a{key, start, start + options_.invoke_timeout, found->second, lock, dead};
 
   while (true) {
-    if (pool->removed) return NotFoundError("function '" + key.name + "' was deleted");
-    if (pool->unloaded) {
+    if (a.pool->removed) return NotFoundError("function '" + key.name + "' was deleted");
+    if (a.pool->unloaded) {
       return UnavailableError("function '" + key.name + "' is unloaded; load it to invoke it");
     }
-
-    // Hot: an idle resident instance, the most recently used one (its caches are warmest).
-    if (!pool->idle_resident.empty()) {
-      std::unique_ptr<Slot> slot = std::move(pool->idle_resident.back());
-      pool->idle_resident.pop_back();
-      lru_.erase(slot->lru_pos);
-      if (!slot->instance->Alive()) {  // died while idle (its worker was killed, say)
-        --pool->total;
-        resident_bytes_ -= slot->bytes;
-        dead.push_back(std::move(slot));
-        continue;
-      }
-      ++pool->busy;
-      MarkBusyLocked(*slot);
-      ++pool->counters.starts[static_cast<int>(StartType::kHot)];
-      return Lease(this, std::move(slot), StartType::kHot, MicrosSince(start), {});
-    }
-
-    // Warm: wake a parked instance.
-    if (!pool->idle_parked.empty()) {
-      std::unique_ptr<Slot> slot = std::move(pool->idle_parked.back());
-      pool->idle_parked.pop_back();
-      if (!slot->instance->Alive()) {
-        --pool->total;
-        dead.push_back(std::move(slot));
-        continue;
-      }
-      std::vector<std::unique_ptr<Slot>> victims;
-      Status reserved = ReserveLocked(slot->bytes, &victims);
-      if (!reserved.ok()) {
-        const size_t bytes = slot->bytes;
-        pool->idle_parked.push_back(std::move(slot));
-        if (RetireHostsForRoomOnce(lock, bytes, &retired_hosts)) continue;
-        return reserved;
-      }
-      ++pool->busy;
-      MarkBusyLocked(*slot);
-      const double queue_us = MicrosSince(start);
-      lock.unlock();
-      ParkVictims(std::move(victims));
-      StartTimings timings;
-      Status woke = slot->instance->Wake(&timings);
-      if (!woke.ok()) {
-        lock.lock();
-        UnmarkBusyLocked(*slot);
-        --pool->busy;
-        --pool->total;
-        resident_bytes_ -= slot->bytes;
-        pool->cv.notify_one();
-        lock.unlock();
-        return woke.WithContext("waking an instance of '" + key.name + "'");
-      }
-      slot->resident = true;
-      lock.lock();
-      ++pool->counters.starts[static_cast<int>(StartType::kWarm)];
-      lock.unlock();
-      return Lease(this, std::move(slot), StartType::kWarm, queue_us, timings);
-    }
-
-    // Cold: create a new instance, if the pool has room.
-    if (pool->total < options_.max_instances_per_function) {
-      std::shared_ptr<LoadedVersion> version = pool->current;
-      const size_t bytes = version->instance_device_bytes();
-      std::vector<std::unique_ptr<Slot>> victims;
-      Status reserved = ReserveLocked(bytes, &victims);
-      if (!reserved.ok()) {
-        if (RetireHostsForRoomOnce(lock, bytes, &retired_hosts)) continue;
-        return reserved;
-      }
-      ++pool->total;
-      ++pool->busy;
-      const double queue_us = MicrosSince(start);
-      lock.unlock();
-      ParkVictims(std::move(victims));
-      StartTimings timings;
-      auto instance = executor_->CreateInstance(version, &timings);
-      if (!instance.ok()) {
-        lock.lock();
-        --pool->total;
-        --pool->busy;
-        resident_bytes_ -= bytes;
-        pool->cv.notify_one();
-        lock.unlock();
-        return instance.status().WithContext("starting an instance of '" + key.name + "'");
-      }
-      auto slot = std::make_unique<Slot>();
-      slot->instance = std::move(*instance);
-      slot->version = std::move(version);
-      slot->pool = pool;
-      slot->bytes = bytes;
-      slot->resident = true;
-      lock.lock();
-      MarkBusyLocked(*slot);
-      ++pool->counters.starts[static_cast<int>(StartType::kCold)];
-      lock.unlock();
-      return Lease(this, std::move(slot), StartType::kCold, queue_us, timings);
-    }
-
-    // Queue: wait for an instance to be released.
-    if (!queued) {
-      if (pool->waiting >= options_.max_queue_per_function) {
-        return ResourceExhaustedError(
-            "queue of '" + key.name + "' is full (" +
-            std::to_string(options_.max_queue_per_function) + " waiting for " +
-            std::to_string(options_.max_instances_per_function) + " instances); retry later");
-      }
-      queued = true;
-    }
-    ++pool->waiting;
-    const bool timed_out = pool->cv.wait_until(lock, deadline) == std::cv_status::timeout;
-    --pool->waiting;
-    if (timed_out && pool->idle_resident.empty() && pool->idle_parked.empty() &&
-        pool->total >= options_.max_instances_per_function) {
-      return DeadlineExceededError("no instance of '" + key.name +
-                                   "' became free within the invocation timeout (" +
-                                   std::to_string(options_.invoke_timeout.count()) + " ms)");
-    }
+    std::optional<StatusOr<Lease>> lease;
+    PathResult step = TakeHotLocked(a, &lease);
+    if (step == PathResult::kNone) step = WakeWarm(a, &lease);
+    if (step == PathResult::kNone) step = StartCold(a, &lease);
+    if (step == PathResult::kDone) return std::move(*lease);
+    if (step == PathResult::kLookAgain) continue;
+    KCHAIN_RETURN_IF_ERROR(WaitInQueue(a));
   }
+}
+
+// Hot: an idle resident instance, the most recently used one (its caches are warmest).
+Scheduler::PathResult Scheduler::TakeHotLocked(Acquiring& a,
+                                               std::optional<StatusOr<Lease>>* lease) {
+  Pool& pool = *a.pool;
+  if (pool.idle_resident.empty()) return PathResult::kNone;
+  std::unique_ptr<Slot> slot = std::move(pool.idle_resident.back());
+  pool.idle_resident.pop_back();
+  lru_.erase(slot->lru_pos);
+  if (!slot->instance->Alive()) {  // died while idle (its worker was killed, say)
+    --pool.total;
+    resident_bytes_ -= slot->bytes;
+    a.dead.push_back(std::move(slot));
+    return PathResult::kLookAgain;
+  }
+  ++pool.busy;
+  MarkBusyLocked(*slot);
+  ++pool.counters.starts[static_cast<int>(StartType::kHot)];
+  lease->emplace(Lease(this, std::move(slot), StartType::kHot, MicrosSince(a.start), {}));
+  return PathResult::kDone;
+}
+
+// Warm: wake a parked instance (re-allocate its buffers, re-upload its constants).
+Scheduler::PathResult Scheduler::WakeWarm(Acquiring& a, std::optional<StatusOr<Lease>>* lease) {
+  Pool& pool = *a.pool;
+  if (pool.idle_parked.empty()) return PathResult::kNone;
+  std::unique_ptr<Slot> slot = std::move(pool.idle_parked.back());
+  pool.idle_parked.pop_back();
+  if (!slot->instance->Alive()) {
+    --pool.total;
+    a.dead.push_back(std::move(slot));
+    return PathResult::kLookAgain;
+  }
+  std::vector<std::unique_ptr<Slot>> victims;
+  Status reserved = ReserveLocked(slot->bytes, &victims);
+  if (!reserved.ok()) {
+    const size_t bytes = slot->bytes;
+    pool.idle_parked.push_back(std::move(slot));
+    if (RetireHostsForRoomOnce(a.lock, bytes, &a.retired_hosts)) return PathResult::kLookAgain;
+    lease->emplace(std::move(reserved));
+    return PathResult::kDone;
+  }
+  ++pool.busy;
+  MarkBusyLocked(*slot);
+  const double queue_us = MicrosSince(a.start);
+  a.lock.unlock();
+  ParkVictims(std::move(victims));
+  StartTimings timings;
+  Status woke = slot->instance->Wake(&timings);
+  a.lock.lock();
+  if (!woke.ok()) {
+    UnmarkBusyLocked(*slot);
+    --pool.busy;
+    --pool.total;
+    resident_bytes_ -= slot->bytes;
+    pool.cv.notify_one();
+    a.lock.unlock();
+    lease->emplace(woke.WithContext("waking an instance of '" + a.key.name + "'"));
+    return PathResult::kDone;
+  }
+  slot->resident = true;
+  ++pool.counters.starts[static_cast<int>(StartType::kWarm)];
+  a.lock.unlock();
+  lease->emplace(Lease(this, std::move(slot), StartType::kWarm, queue_us, timings));
+  return PathResult::kDone;
+}
+
+// Cold: create a new instance, if the pool has room.
+Scheduler::PathResult Scheduler::StartCold(Acquiring& a, std::optional<StatusOr<Lease>>* lease) {
+  Pool& pool = *a.pool;
+  if (pool.total >= options_.max_instances_per_function) return PathResult::kNone;
+  std::shared_ptr<LoadedVersion> version = pool.current;
+  const size_t bytes = version->instance_device_bytes();
+  std::vector<std::unique_ptr<Slot>> victims;
+  Status reserved = ReserveLocked(bytes, &victims);
+  if (!reserved.ok()) {
+    if (RetireHostsForRoomOnce(a.lock, bytes, &a.retired_hosts)) return PathResult::kLookAgain;
+    lease->emplace(std::move(reserved));
+    return PathResult::kDone;
+  }
+  ++pool.total;
+  ++pool.busy;
+  const double queue_us = MicrosSince(a.start);
+  a.lock.unlock();
+  ParkVictims(std::move(victims));
+  StartTimings timings;
+  auto instance = executor_->CreateInstance(version, &timings);
+  if (!instance.ok()) {
+    a.lock.lock();
+    --pool.total;
+    --pool.busy;
+    resident_bytes_ -= bytes;
+    pool.cv.notify_one();
+    a.lock.unlock();
+    lease->emplace(instance.status().WithContext("starting an instance of '" + a.key.name + "'"));
+    return PathResult::kDone;
+  }
+  auto slot = std::make_unique<Slot>();
+  slot->instance = std::move(*instance);
+  slot->version = std::move(version);
+  slot->pool = a.pool;
+  slot->bytes = bytes;
+  slot->resident = true;
+  a.lock.lock();
+  MarkBusyLocked(*slot);
+  ++pool.counters.starts[static_cast<int>(StartType::kCold)];
+  a.lock.unlock();
+  lease->emplace(Lease(this, std::move(slot), StartType::kCold, queue_us, timings));
+  return PathResult::kDone;
+}
+
+Status Scheduler::WaitInQueue(Acquiring& a) {
+  Pool& pool = *a.pool;
+  if (!a.queued) {
+    if (pool.waiting >= options_.max_queue_per_function) {
+      return ResourceExhaustedError(
+          "queue of '" + a.key.name + "' is full (" +
+          std::to_string(options_.max_queue_per_function) + " waiting for " +
+          std::to_string(options_.max_instances_per_function) + " instances); retry later");
+    }
+    a.queued = true;
+  }
+  ++pool.waiting;
+  const bool timed_out = pool.cv.wait_until(a.lock, a.deadline) == std::cv_status::timeout;
+  --pool.waiting;
+  if (timed_out && pool.idle_resident.empty() && pool.idle_parked.empty() &&
+      pool.total >= options_.max_instances_per_function) {
+    return DeadlineExceededError("no instance of '" + a.key.name +
+                                 "' became free within the invocation timeout (" +
+                                 std::to_string(options_.invoke_timeout.count()) + " ms)");
+  }
+  return Status();
 }
 
 bool Scheduler::RetireHostsForRoomOnce(std::unique_lock<std::mutex>& lock, size_t bytes,

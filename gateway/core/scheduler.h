@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -152,6 +153,19 @@ class Scheduler {
   // Takes every idle slot of `pool` out (to destroy them). Called with mu_ held.
   void TakeIdleLocked(Pool& pool, std::vector<std::unique_ptr<Slot>>* out);
   void ReaperLoop();
+
+  // Acquire's paths, tried in order. Each leaves `*lease` set and says kDone, says kNone when
+  // it has nothing to offer (the next path is tried), or kLookAgain when it found a dead
+  // instance or made room (Acquire starts over). The warm and cold paths release the lock
+  // while an instance wakes or starts and return with it released when they are done.
+  enum class PathResult { kNone, kLookAgain, kDone };
+  struct Acquiring;
+  PathResult TakeHotLocked(Acquiring& a, std::optional<StatusOr<Lease>>* lease);
+  PathResult WakeWarm(Acquiring& a, std::optional<StatusOr<Lease>>* lease);
+  PathResult StartCold(Acquiring& a, std::optional<StatusOr<Lease>>* lease);
+  // Waits in the function's queue until an instance may be free; an error when the queue is
+  // full or the invocation timeout passed with none free.
+  Status WaitInQueue(Acquiring& a);
 
   Executor* executor_;
   const SchedulerOptions options_;
