@@ -44,9 +44,7 @@ StatusOr<Invocation> Invocation::Begin(Service& service, const FunctionKey& key,
 }
 
 Invocation::Invocation(Scheduler::Lease lease, Clock::time_point start)
-    : lease_(std::move(lease)),
-      metrics_(static_cast<FunctionMetrics*>(lease_.function_data())),
-      start_(start) {
+    : lease_(std::move(lease)), metrics_(lease_.metrics()), start_(start) {
   timings_.queue = lease_.queue_us();
   timings_.start = lease_.start_timings();
 }

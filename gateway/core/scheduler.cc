@@ -29,7 +29,7 @@ std::string_view StartTypeName(StartType type) {
 struct Scheduler::Pool {
   FunctionKey key;
   std::shared_ptr<LoadedVersion> current;
-  std::shared_ptr<void> function_data;
+  std::shared_ptr<FunctionMetrics> metrics;
   bool removed = false;
   bool unloaded = false;
   std::vector<std::unique_ptr<Slot>> idle_resident;  // back = most recently used
@@ -75,7 +75,7 @@ Scheduler::Lease::~Lease() {
 
 ExecInstance& Scheduler::Lease::instance() { return *slot_->instance; }
 const LoadedVersion& Scheduler::Lease::version() const { return *slot_->version; }
-void* Scheduler::Lease::function_data() const { return slot_->pool->function_data.get(); }
+FunctionMetrics* Scheduler::Lease::metrics() const { return slot_->pool->metrics.get(); }
 
 // --- Scheduler ---
 
@@ -113,7 +113,7 @@ void Scheduler::TakeIdleLocked(Pool& pool, std::vector<std::unique_ptr<Slot>>* o
 }
 
 void Scheduler::Activate(std::shared_ptr<LoadedVersion> version,
-                         std::shared_ptr<void> function_data) {
+                         std::shared_ptr<FunctionMetrics> metrics) {
   std::vector<std::unique_ptr<Slot>> doomed;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -124,7 +124,7 @@ void Scheduler::Activate(std::shared_ptr<LoadedVersion> version,
     }
     TakeIdleLocked(*pool, &doomed);  // instances of the previous version
     pool->current = std::move(version);
-    pool->function_data = std::move(function_data);
+    pool->metrics = std::move(metrics);
     pool->removed = false;
     pool->unloaded = false;
     pool->cv.notify_all();  // waiters may now create instances of the new version

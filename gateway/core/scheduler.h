@@ -31,6 +31,8 @@
 
 namespace kchain::gateway {
 
+struct FunctionMetrics;  // gateway/core/metrics.h
+
 enum class StartType { kCold, kWarm, kHot };
 std::string_view StartTypeName(StartType type);  // "cold", "warm", "hot"
 
@@ -74,8 +76,8 @@ class Scheduler {
     double queue_us() const { return queue_us_; }
     // Cold and warm starts: what bringing the instance up cost.
     const StartTimings& start_timings() const { return start_timings_; }
-    // Scheduler-wide statistics object of this function, for the caller's metrics.
-    void* function_data() const;
+    // The function's metrics, as given to Activate().
+    FunctionMetrics* metrics() const;
 
    private:
     friend class Scheduler;
@@ -94,10 +96,10 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // Makes `version` the version that new invocations of its function get. Idle instances of
-  // an older version are destroyed now, busy ones when released. `function_data` is an opaque
-  // object handed back by Lease::function_data() (the service's per-function metrics); the
-  // pool keeps it alive while any lease of the function is out.
-  void Activate(std::shared_ptr<LoadedVersion> version, std::shared_ptr<void> function_data);
+  // an older version are destroyed now, busy ones when released. `metrics` (the service's
+  // counters for the function) is handed back by Lease::metrics(); the pool keeps it alive
+  // while any lease of the function is out.
+  void Activate(std::shared_ptr<LoadedVersion> version, std::shared_ptr<FunctionMetrics> metrics);
   // Forgets the function: waiting invocations get kNotFound, instances are destroyed as soon
   // as they are idle.
   void Remove(const FunctionKey& key);
