@@ -10,6 +10,7 @@
 #ifndef KCHAIN_STATUS_H_
 #define KCHAIN_STATUS_H_
 
+#include <exception>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -111,6 +112,22 @@ inline Status InsufficientStorageError(std::string m) {
 }
 inline Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
+// Thrown by StatusOr::value() when it holds an error: the caller broke the precondition, and
+// the exception says which error it ignored (never a bare std::bad_variant_access).
+class BadStatusOrAccess : public std::exception {
+ public:
+  explicit BadStatusOrAccess(Status status)
+      : status_(std::move(status)),
+        what_("StatusOr::value() on an error: " + std::string(StatusCodeName(status_.code())) +
+              ": " + status_.message()) {}
+  const Status& status() const { return status_; }
+  const char* what() const noexcept override { return what_.c_str(); }
+
+ private:
+  Status status_;
+  std::string what_;
+};
+
 // Either a value or a non-OK status.
 template <typename T>
 class [[nodiscard]] StatusOr {
@@ -127,16 +144,29 @@ class [[nodiscard]] StatusOr {
   // The status: OK when a value is held.
   Status status() const { return ok() ? Status() : std::get<Status>(rep_); }
 
-  // Precondition: ok().
-  T& value() & { return std::get<T>(rep_); }
-  const T& value() const& { return std::get<T>(rep_); }
-  T&& value() && { return std::get<T>(std::move(rep_)); }
+  // Precondition: ok(). Otherwise BadStatusOrAccess, naming the error.
+  T& value() & {
+    CheckOk();
+    return *std::get_if<T>(&rep_);
+  }
+  const T& value() const& {
+    CheckOk();
+    return *std::get_if<T>(&rep_);
+  }
+  T&& value() && {
+    CheckOk();
+    return std::move(*std::get_if<T>(&rep_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
  private:
+  void CheckOk() const {
+    if (!ok()) throw BadStatusOrAccess(*std::get_if<Status>(&rep_));
+  }
+
   std::variant<Status, T> rep_;
 };
 

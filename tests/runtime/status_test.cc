@@ -42,6 +42,19 @@ TEST(StatusOr, HoldsValueOrError) {
   EXPECT_EQ(e.status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(StatusOr, ValueOfAnErrorThrowsTheErrorItIgnored) {
+  StatusOr<int> e = NotFoundError("no function 'x'");
+  try {
+    (void)e.value();
+    FAIL() << "value() of an error returned";
+  } catch (const BadStatusOrAccess& bad) {
+    EXPECT_EQ(bad.status().code(), StatusCode::kNotFound);
+    EXPECT_NE(std::string(bad.what()).find("not_found: no function 'x'"), std::string::npos)
+        << bad.what();
+  }
+  EXPECT_THROW((void)std::move(e).value(), BadStatusOrAccess);
+}
+
 TEST(StatusOr, OkStatusWithoutValueBecomesInternal) {
   StatusOr<int> v = Status();
   EXPECT_FALSE(v.ok());
