@@ -4,13 +4,16 @@ local runs equal served runs, async, uploads and progress."""
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
 import kchain
 import kchain.local
-from conftest import SAMPLES, heldout, sample
+from conftest import SAMPLES, Gateway, heldout, sample
 
 
 def test_server_answers(client: kchain.Client) -> None:
@@ -121,3 +124,38 @@ def test_the_async_client(gateway) -> None:
             await client.delete("async-cnn")
 
     asyncio.run(main())
+
+
+# One manifest parser: the SDK reads manifests with the gateway's own (kchain::ParseManifest,
+# through the native module), so what it refuses a deploy refuses too, with the same words.
+_BAD_MANIFESTS = [
+    {"chain": []},
+    {"chain": [{"kernel": "add", "grid": 0, "block": 1}],
+     "input": {"dtype": "float32", "shape": [4]}, "output": {"dtype": "float32", "shape": [4]}},
+    {"chain": [{"kernel": "add", "grid": 1, "block": 1}],
+     "input": {"dtype": "float17", "shape": [4]}, "output": {"dtype": "float32", "shape": [4]}},
+    {"chain": [{"kernel": "add", "grid": 1, "block": 1}], "max_input_bytes": 16,
+     "input": {"dtype": "float32"}, "output": {"dtype": "float32"}},
+    {"chain": [{"kernel": "add", "grid": 1, "block": 1}], "tmp_bytez": 4,
+     "input": {"dtype": "float32", "shape": [4]}, "output": {"dtype": "float32", "shape": [4]}},
+]
+
+
+@pytest.mark.parametrize("bad", _BAD_MANIFESTS)
+def test_the_sdk_refuses_a_manifest_as_a_deploy_does(gateway: Gateway, bad: dict) -> None:
+    with pytest.raises(kchain.InvalidArgumentError) as local:
+        kchain.load_manifest(bad)
+    # The same manifest sent past the SDK, straight to the gateway.
+    reply = httpx.put(f"{gateway.url}/v1/functions/bad-manifest",
+                      files={"manifest": ("manifest.json", json.dumps(bad), "application/json"),
+                             "library": ("kernel.so", b"\x7fELF", "application/octet-stream")})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["message"] == local.value.message
+
+
+def test_a_manifest_file_with_a_key_twice_is_refused_as_a_deploy_does(tmp_path: Path) -> None:
+    text = sample("vecadd").read_text().replace('"chain"', '"tmp_bytes": 0, "tmp_bytes"', 1)
+    path = tmp_path / "manifest.json"
+    path.write_text(text)
+    with pytest.raises(kchain.InvalidArgumentError, match="duplicate key 'tmp_bytes'"):
+        kchain.load_manifest(path)

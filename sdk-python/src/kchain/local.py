@@ -15,6 +15,7 @@ buffer and the output once into the returned array, with the GIL released meanwh
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,8 @@ class LocalFunction:
         self._input = self.manifest.input
         self._output = self.manifest.output
         self._native = _core.LocalFunction(info["kind"], ordinal, str(library),
-                                           self.manifest.spec(), blob, stage_timing_period, graph)
+                                           json.dumps(self.manifest.data), blob, stage_timing_period,
+                                           graph)
 
     def run(self, data: Union[np.ndarray, bytes], out: Optional[np.ndarray] = None) -> LocalResult:
         """Runs the chain on ``data``; the output goes into ``out`` when given (it must be a

@@ -1,19 +1,22 @@
 """Manifests: the JSON description of a function (docs/manifest.md in the kchain repo).
 
-The gateway validates manifests itself; this module reads them far enough to deploy them
-(which library and constants files they name) and to shape inputs and outputs as numpy arrays.
+A manifest is parsed and checked by the gateway's own parser (``kchain::ParseManifest``,
+through the native module), so the SDK refuses exactly the manifests a deploy refuses, with
+the same message. This module adds what Python needs on top: which library and constants
+files a manifest names, resolved against its folder, and numpy shapes for inputs and outputs.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from . import _core
 from .errors import InvalidArgumentError
 
 __all__ = ["Manifest", "TensorType", "load_manifest", "numpy_dtype"]
@@ -58,32 +61,35 @@ class TensorType:
 
 @dataclass(frozen=True)
 class Manifest:
-    """A parsed manifest and the folder its relative paths are relative to."""
+    """A manifest, checked, and the folder its relative paths are relative to.
+
+    ``data`` is the manifest as given (what a deploy sends); constructing a Manifest checks it
+    with the gateway's parser and raises InvalidArgumentError for one a deploy would refuse.
+    """
 
     data: Dict[str, Any]
     base_dir: Optional[Path] = None
+    parsed: Dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            text = json.dumps(self.data, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError(f"manifest: cannot be written as JSON: {e}") from None
+        object.__setattr__(self, "parsed", _core.parse_manifest(text))
 
     @property
     def name(self) -> Optional[str]:
-        return self.data.get("name")
+        return self.parsed["name"] or None
 
     @property
     def chain(self) -> List[Tuple[str, int, int]]:
-        return [(s["kernel"], int(s["grid"]), int(s["block"])) for s in self.data["chain"]]
+        return [tuple(stage) for stage in self.parsed["chain"]]
 
     def _tensor(self, key: str, size_key: str) -> TensorType:
-        spec = self.data.get(key)
-        if not isinstance(spec, Mapping) or "dtype" not in spec:
-            raise InvalidArgumentError(f"manifest: {key} must be an object with a dtype")
-        dtype = numpy_dtype(spec["dtype"])
-        shape = tuple(int(d) for d in spec["shape"]) if spec.get("shape") else None
-        if size_key in self.data:
-            nbytes = int(self.data[size_key])
-        elif shape is not None:
-            nbytes = int(np.prod(shape)) * dtype.itemsize
-        else:
-            raise InvalidArgumentError(f"manifest: {size_key} is required when {key}.shape is not given")
-        return TensorType(dtype, shape, nbytes)
+        spec = self.parsed[key]
+        shape = tuple(spec["shape"]) if spec["shape"] else None
+        return TensorType(numpy_dtype(spec["dtype"]), shape, int(self.parsed[size_key]))
 
     @property
     def input(self) -> TensorType:
@@ -95,7 +101,7 @@ class Manifest:
 
     def library_path(self, target: str) -> Path:
         """The library file for a target ("cuda" or "host"), resolved against the manifest's folder."""
-        libraries = self.data.get("library") or {}
+        libraries = self.parsed["library"]
         if target not in libraries:
             have = ", ".join(sorted(libraries)) or "none"
             raise InvalidArgumentError(
@@ -104,49 +110,41 @@ class Manifest:
 
     def constants_path(self) -> Optional[Path]:
         """The constants file, resolved against the manifest's folder (None if there is none)."""
-        path = self.data.get("constants")
+        path = self.parsed["constants"]
         return self._resolve(path) if path else None
 
     def _resolve(self, path: str) -> Path:
         p = Path(path)
         return p if p.is_absolute() or self.base_dir is None else self.base_dir / p
 
-    def spec(self) -> Dict[str, Any]:
-        """The function spec as the native module takes it."""
-        inp, out = self.input, self.output
-        return {
-            "chain": self.chain,
-            "max_input_bytes": inp.nbytes,
-            "tmp_bytes": int(self.data.get("tmp_bytes", 0)),
-            "out_bytes": out.nbytes,
-            "constant_bytes": int(self.data.get("constant_bytes", 0)),
-            "input_dtype": self.data["input"]["dtype"],
-            "input_shape": list(inp.shape or ()),
-            "output_dtype": self.data["output"]["dtype"],
-            "output_shape": list(out.shape or ()),
-        }
-
 
 def load_manifest(source: Union[ManifestSource, Manifest]) -> Manifest:
-    """Reads a manifest from a file path, a dict, or JSON text/bytes."""
+    """Reads a manifest from a file path, a dict, or JSON text/bytes, and checks it."""
     if isinstance(source, Manifest):
         return source
     if isinstance(source, Mapping):
         return Manifest(dict(source))
     if isinstance(source, bytes) or (isinstance(source, str) and source.lstrip().startswith("{")):
-        try:
-            return Manifest(json.loads(source))
-        except json.JSONDecodeError as e:
-            raise InvalidArgumentError(f"manifest: not valid JSON: {e}") from None
+        return Manifest(_json_object(source, "manifest"))
     path = Path(source)
     try:
-        text = path.read_text()
+        text = path.read_bytes()
     except OSError as e:
         raise InvalidArgumentError(f"cannot read the manifest {str(path)!r}: {e.strerror}") from None
+    return Manifest(_json_object(text, str(path)), path.resolve().parent)
+
+
+def _json_object(text: Union[str, bytes], what: str) -> Dict[str, Any]:
+    # The text itself is checked first (duplicate keys, depth, size), as a deploy checks it;
+    # json.loads would keep the last of two equal keys without a word.
+    try:
+        _core.parse_manifest(text)
+    except InvalidArgumentError as e:
+        raise InvalidArgumentError(e.message if what == "manifest" else f"{what}: {e.message}") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidArgumentError(f"{path}: not valid JSON: {e}") from None
-    if not isinstance(data, dict) or "chain" not in data:
-        raise InvalidArgumentError(f"{path}: not a kchain manifest (no chain)")
-    return Manifest(data, path.resolve().parent)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidArgumentError(f"{what}: not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgumentError(f"{what}: a manifest is a JSON object")
+    return data

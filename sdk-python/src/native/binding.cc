@@ -14,6 +14,7 @@
 #include <mutex>
 
 #include "kchain/function.h"
+#include "kchain/manifest.h"
 
 namespace py = pybind11;
 using namespace kchain;
@@ -50,28 +51,34 @@ std::shared_ptr<Device> SharedDevice(const std::string& name, int ordinal) {
   return device;
 }
 
-ElementType DType(const std::string& name) {
-  auto type = ParseElementType(name);
-  if (!type) throw StatusError{InvalidArgumentError("unknown element type '" + name + "'")};
-  return *type;
+py::dict TensorDict(const TensorSpec& type, const std::string& name) {
+  py::dict d;
+  d["dtype"] = std::string(ElementTypeName(type.dtype));
+  d["shape"] = type.shape;
+  d["name"] = name;
+  return d;
 }
 
-// The spec from the dict kchain.manifest builds.
-FunctionSpec SpecFromDict(const py::dict& d) {
-  FunctionSpec spec;
-  for (const auto& stage : d["chain"].cast<std::vector<py::tuple>>()) {
-    spec.chain.push_back(
-        {stage[0].cast<std::string>(), stage[1].cast<int>(), stage[2].cast<int>()});
+// A manifest as kchain.manifest reads it: parsed and checked by kchain::ParseManifest, the
+// parser the gateway uses, so that the SDK and a deploy agree on every manifest.
+py::dict ManifestDict(const Manifest& m) {
+  py::dict d;
+  d["name"] = m.name;
+  d["description"] = m.description;
+  py::list chain;
+  for (const Stage& stage : m.spec.chain) {
+    chain.append(py::make_tuple(stage.kernel, stage.grid, stage.block));
   }
-  spec.max_input_bytes = d["max_input_bytes"].cast<size_t>();
-  spec.tmp_bytes = d["tmp_bytes"].cast<size_t>();
-  spec.out_bytes = d["out_bytes"].cast<size_t>();
-  spec.constant_bytes = d["constant_bytes"].cast<size_t>();
-  spec.input = {DType(d["input_dtype"].cast<std::string>()),
-                d["input_shape"].cast<std::vector<int64_t>>()};
-  spec.output = {DType(d["output_dtype"].cast<std::string>()),
-                 d["output_shape"].cast<std::vector<int64_t>>()};
-  return spec;
+  d["chain"] = chain;
+  d["max_input_bytes"] = m.spec.max_input_bytes;
+  d["tmp_bytes"] = m.spec.tmp_bytes;
+  d["out_bytes"] = m.spec.out_bytes;
+  d["constant_bytes"] = m.spec.constant_bytes;
+  d["input"] = TensorDict(m.spec.input, m.input_name);
+  d["output"] = TensorDict(m.spec.output, m.output_name);
+  d["library"] = m.libraries;
+  d["constants"] = m.constants;
+  return d;
 }
 
 py::dict RunTimingsDict(const RunTimings& t) {
@@ -88,13 +95,14 @@ py::dict RunTimingsDict(const RunTimings& t) {
 class LocalFunction {
  public:
   LocalFunction(const std::string& device, int ordinal, const std::string& library_path,
-                const py::dict& spec, const py::buffer& constants, uint32_t stage_timing_period,
-                bool graph) {
+                const std::string& manifest_json, const py::buffer& constants,
+                uint32_t stage_timing_period, bool graph) {
+    const Manifest manifest = Unwrap(ParseManifest(manifest_json));
     device_ = SharedDevice(device, ordinal);
     library_ = Unwrap(Library::Open(library_path, device_->kind()));
     const py::buffer_info info = constants.request();
     const auto* bytes = static_cast<const std::byte*>(info.ptr);
-    function_ = Unwrap(Function::Create(device_, library_, SpecFromDict(spec),
+    function_ = Unwrap(Function::Create(device_, library_, manifest.spec,
                                         {bytes, static_cast<size_t>(info.size * info.itemsize)}));
     InstanceOptions options;
     options.stage_timing_period = stage_timing_period;
@@ -194,15 +202,21 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("device") = "auto", py::arg("ordinal") = 0,
       "Opens (once per process) and describes a device: 'auto', 'cuda' or 'host'.");
+  m.def(
+      "parse_manifest",
+      [](const std::string& json_text) { return ManifestDict(Unwrap(ParseManifest(json_text))); },
+      py::arg("json_text"),
+      "Parses and checks a manifest with the gateway's parser; InvalidArgumentError naming the "
+      "offending value otherwise.");
   m.def("cuda_compiled_in", &Device::CudaCompiledIn,
         "Whether this build of the module has the CUDA backend.");
   m.def("cuda_device_count", &Device::CudaDeviceCount, "Visible CUDA devices.");
   m.attr("abi_version") = KCHAIN_ABI_VERSION;
 
   py::class_<LocalFunction>(m, "LocalFunction")
-      .def(py::init<const std::string&, int, const std::string&, const py::dict&, const py::buffer&,
-                    uint32_t, bool>(),
-           py::arg("device"), py::arg("ordinal"), py::arg("library"), py::arg("spec"),
+      .def(py::init<const std::string&, int, const std::string&, const std::string&,
+                    const py::buffer&, uint32_t, bool>(),
+           py::arg("device"), py::arg("ordinal"), py::arg("library"), py::arg("manifest"),
            py::arg("constants"), py::arg("stage_timing_period") = 1, py::arg("graph") = true)
       .def("run", &LocalFunction::Run, py::arg("input"), py::arg("output"))
       .def("park", &LocalFunction::Park)
