@@ -126,6 +126,23 @@ def test_the_async_client(gateway) -> None:
     asyncio.run(main())
 
 
+def test_the_async_client_uploads_large_deploys_with_progress(gateway, capfd) -> None:
+    # The same operation as Client.deploy: files uploaded first (streamed, with a progress
+    # bar on stderr), then a deploy by reference.
+    async def main() -> None:
+        async with kchain.AsyncClient(gateway.url) as client:
+            info = await client.deploy("async-vecadd-big", manifest=sample("vecadd"), progress=True)
+            assert info["versions"][-1]["constants_bytes"] == 4_000_000
+            x = np.ones(1_000_000, np.float32)
+            assert (await client.invoke("async-vecadd-big", x)).output[5] == 1.0 + 5 * 0.25
+            upload_id = await client.upload(b"x" * 3000, "blob", progress=True)
+            assert upload_id
+            await client.delete("async-vecadd-big")
+
+    asyncio.run(main())
+    assert "constants" in capfd.readouterr().err  # tqdm's bar names what it sends
+
+
 # One manifest parser: the SDK reads manifests with the gateway's own (kchain::ParseManifest,
 # through the native module), so what it refuses a deploy refuses too, with the same words.
 _BAD_MANIFESTS = [

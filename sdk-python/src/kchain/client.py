@@ -7,12 +7,14 @@ and typed by the function's manifest. Failures raise the classes in :mod:`kchain
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import (Any, AsyncIterator, Dict, Generator, Iterator, List, Mapping,
+                    Optional, Tuple, TypeVar, Union)
 
 import httpx
 import numpy as np
@@ -198,8 +200,33 @@ def _progress_chunks(data: bytes, label: str, show: bool) -> Iterator[bytes]:
             yield chunk
 
 
+async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
 def _socket_options() -> List[Tuple[int, int, int]]:
     return [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def _manifest_json(m: Manifest) -> str:
+    return json.dumps(m.data)
+
+
+@dataclass
+class _Call:
+    """One HTTP request an operation needs: what a client sends, sync or async."""
+
+    method: str
+    path: str
+    kw: Dict[str, Any] = field(default_factory=dict)
+
+
+T = TypeVar("T")
+# An operation, written once for both clients (sans-IO): a generator that yields the requests
+# it needs, is sent each response (already checked: errors are raised by the client), and
+# returns its result. Client and AsyncClient differ only in how they send a _Call.
+_Op = Generator[_Call, httpx.Response, T]
 
 
 class _Base:
@@ -215,6 +242,103 @@ class _Base:
     def _fn(name: str, suffix: str = "") -> str:
         return f"/v1/functions/{name}{suffix}"
 
+    def _request_kw(self, call: _Call) -> Dict[str, Any]:
+        kw = dict(call.kw)
+        kw.setdefault("params", self._params)
+        return kw
+
+    # The operations.
+
+    def _server_info(self) -> _Op[Dict[str, Any]]:
+        self._info = (yield _Call("GET", "/v1", {"params": {}})).json()
+        return self._info
+
+    def _server_get(self, path: str) -> _Op[httpx.Response]:
+        return (yield _Call("GET", path, {"params": {}}))
+
+    def _deploy(self, name: Optional[str], manifest: Union[ManifestSource, Manifest],
+                library: Optional[BytesSource], constants: Optional[BytesSource],
+                progress: Optional[bool]) -> _Op[Dict[str, Any]]:
+        target = None
+        if library is None:
+            target = (self._info or (yield from self._server_info()))["device"]["kind"]
+        m, lib, const = self._deploy_parts(manifest, library, constants, target)
+        name = name or m.name
+        if not name:
+            raise InvalidArgumentError("the manifest has no name: pass name=...")
+        total = len(lib) + len(const)
+        show = progress if progress is not None else (total > _UPLOAD_THRESHOLD and os.isatty(2))
+        if total > _UPLOAD_THRESHOLD or progress:
+            body: Dict[str, Any] = {"manifest": m.data,
+                                    "library": (yield from self._upload(lib, "library", show))}
+            if const:
+                body["constants"] = yield from self._upload(const, "constants", show)
+            response = yield _Call("PUT", self._fn(name), {"json": body})
+        else:
+            files = {"manifest": ("manifest.json", _manifest_json(m), "application/json"),
+                     "library": ("kernel.so", lib, "application/octet-stream")}
+            if const:
+                files["constants"] = ("constants.bin", const, "application/octet-stream")
+            response = yield _Call("PUT", self._fn(name), {"files": files})
+        info = response.json()
+        self._types[name] = _types_from_info(info)
+        return info
+
+    def _upload(self, data: BytesSource, label: str, progress: bool) -> _Op[str]:
+        payload = _read_bytes(data, label)
+        response = yield _Call("POST", "/v1/uploads", {
+            "content": _progress_chunks(payload, label, progress),
+            "headers": {"Content-Type": "application/octet-stream",
+                        "Content-Length": str(len(payload))}})
+        return response.json()["upload_id"]
+
+    def _functions(self) -> _Op[List[Dict[str, Any]]]:
+        return (yield _Call("GET", "/v1/functions")).json()["functions"]
+
+    def _describe(self, name: str) -> _Op[Dict[str, Any]]:
+        info = (yield _Call("GET", self._fn(name))).json()
+        if "manifest" in info:
+            self._types[name] = _types_from_info(info)
+        return info
+
+    def _delete(self, name: str) -> _Op[None]:
+        yield _Call("DELETE", self._fn(name))
+        self._types.pop(name, None)
+
+    def _park(self, name: str) -> _Op[int]:
+        return int((yield _Call("POST", self._fn(name, "/park"))).json()["parked"])
+
+    def _types_of(self, name: str, fresh: bool = False) -> _Op[Optional[_Types]]:
+        """The function's input and output types; None when the server cannot tell (a stored
+        function that failed to load): the invocation then goes out as given and the server's
+        answer (an error) is raised."""
+        if fresh:
+            self._types.pop(name, None)
+        if name not in self._types:
+            yield from self._describe(name)
+        return self._types.get(name)
+
+    def _invoke(self, name: str, data: ArrayLike, raw: bool) -> _Op[InvokeResult]:
+        types = yield from self._types_of(name)
+        body = _input_body(data, types)
+        start = time.perf_counter()
+        response = yield _Call("POST", self._fn(name, "/invoke"), {
+            "content": body, "headers": {"Content-Type": "application/octet-stream"}})
+        client_us = (time.perf_counter() - start) * 1e6
+        if types is None or int(response.headers.get("X-Kchain-Version", 0)) != types.version:
+            types = yield from self._types_of(name, fresh=True)
+        return _binary_result(response, types, raw or types is None, client_us)
+
+    def _invoke_json(self, name: str, data: ArrayLike) -> _Op[InvokeResult]:
+        types = yield from self._types_of(name)
+        start = time.perf_counter()
+        response = yield _Call("POST", self._fn(name, "/invoke"),
+                               {"json": _json_input(data, types)})
+        client_us = (time.perf_counter() - start) * 1e6
+        if types is None or int(response.json().get("version", 0)) != types.version:
+            types = yield from self._types_of(name, fresh=True)
+        return _json_result(response, types, client_us)
+
     def _deploy_parts(self, manifest: Union[ManifestSource, Manifest],
                       library: Optional[BytesSource], constants: Optional[BytesSource],
                       target: Optional[str]) -> Tuple[Manifest, bytes, bytes]:
@@ -223,7 +347,7 @@ class _Base:
             if target is None:
                 raise InvalidArgumentError("pass library=... (the server's target is unknown)")
             library = m.library_path(target)
-        declared = int(m.data.get("constant_bytes", 0))
+        declared = int(m.parsed["constant_bytes"])
         if constants is None:
             constants = m.constants_path()
             if constants is None and declared > 0:
@@ -265,31 +389,41 @@ class Client(_Base):
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        kw.setdefault("params", self._params)
+    def _send(self, call: _Call) -> httpx.Response:
         try:
-            return _check(self._http.request(method, path, **kw))
+            return _check(self._http.request(call.method, call.path, **self._request_kw(call)))
         except httpx.TransportError as e:
             raise TransportError(f"cannot reach {self.url}: {e}") from e
+
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """One checked request, for what no method covers."""
+        return self._send(_Call(method, path, kw))
+
+    def _run(self, op: _Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                call = op.send(self._send(call))
+        except StopIteration as done:
+            return done.value
 
     # Server.
 
     def server_info(self) -> Dict[str, Any]:
         """GET /v1: version, device, isolation, who the caller is."""
-        self._info = self._request("GET", "/v1", params={}).json()
-        return self._info
+        return self._run(self._server_info())
 
     def health(self) -> Dict[str, Any]:
         """GET /healthz: raises if the server does not answer."""
-        return self._request("GET", "/healthz", params={}).json()
+        return self._run(self._server_get("/healthz")).json()
 
     def ready(self) -> Dict[str, Any]:
         """GET /readyz: raises :class:`~kchain.errors.UnavailableError` when not ready."""
-        return self._request("GET", "/readyz", params={}).json()
+        return self._run(self._server_get("/readyz")).json()
 
     def metrics(self) -> str:
         """GET /metrics: the Prometheus text (needs an admin key when keys are configured)."""
-        return self._request("GET", "/metrics", params={}).text
+        return self._run(self._server_get("/metrics")).text
 
     # Functions.
 
@@ -304,66 +438,27 @@ class Client(_Base):
         manifest's. Deploys larger than 8 MiB upload their files first, with a progress bar on
         a terminal (``progress=True`` forces it, ``False`` hides it).
         """
-        target = None
-        if library is None:
-            target = (self._info or self.server_info())["device"]["kind"]
-        m, lib, const = self._deploy_parts(manifest, library, constants, target)
-        name = name or m.name
-        if not name:
-            raise InvalidArgumentError("the manifest has no name: pass name=...")
-        total = len(lib) + len(const)
-        show = progress if progress is not None else (total > _UPLOAD_THRESHOLD and os.isatty(2))
-        if total > _UPLOAD_THRESHOLD or progress:
-            body: Dict[str, Any] = {"manifest": m.data, "library": self.upload(lib, "library", show)}
-            if const:
-                body["constants"] = self.upload(const, "constants", show)
-            response = self._request("PUT", self._fn(name), json=body)
-        else:
-            files = {"manifest": ("manifest.json", _manifest_json(m), "application/json"),
-                     "library": ("kernel.so", lib, "application/octet-stream")}
-            if const:
-                files["constants"] = ("constants.bin", const, "application/octet-stream")
-            response = self._request("PUT", self._fn(name), files=files)
-        info = response.json()
-        self._types[name] = _types_from_info(info)
-        return info
+        return self._run(self._deploy(name, manifest, library, constants, progress))
 
     def upload(self, data: BytesSource, label: str = "upload", progress: bool = False) -> str:
         """POST /v1/uploads: stores bytes for a later deploy; returns the upload id."""
-        payload = _read_bytes(data, label)
-        response = self._request(
-            "POST", "/v1/uploads", content=_progress_chunks(payload, label, progress),
-            headers={"Content-Type": "application/octet-stream",
-                     "Content-Length": str(len(payload))})
-        return response.json()["upload_id"]
+        return self._run(self._upload(data, label, progress))
 
     def functions(self) -> List[Dict[str, Any]]:
         """GET /v1/functions: the caller's functions (every tenant's, for an admin)."""
-        return self._request("GET", "/v1/functions").json()["functions"]
+        return self._run(self._functions())
 
     def describe(self, name: str) -> Dict[str, Any]:
         """GET /v1/functions/{name}: versions, manifest, instances, start counters."""
-        info = self._request("GET", self._fn(name)).json()
-        if "manifest" in info:
-            self._types[name] = _types_from_info(info)
-        return info
+        return self._run(self._describe(name))
 
     def delete(self, name: str) -> None:
         """DELETE /v1/functions/{name}."""
-        self._request("DELETE", self._fn(name))
-        self._types.pop(name, None)
+        self._run(self._delete(name))
 
     def park(self, name: str) -> int:
         """Parks the function's idle instances (its next start is warm); returns how many."""
-        return int(self._request("POST", self._fn(name, "/park")).json()["parked"])
-
-    def _types_of(self, name: str) -> Optional[_Types]:
-        """The function's input and output types; None when the server cannot tell (a stored
-        function that failed to load): the invocation then goes out as given and the server's
-        answer (an error) is raised."""
-        if name not in self._types:
-            self.describe(name)
-        return self._types.get(name)
+        return self._run(self._park(name))
 
     def invoke(self, name: str, data: ArrayLike, *, raw: bool = False) -> InvokeResult:
         """Runs the function on ``data`` over the binary fast path.
@@ -372,38 +467,16 @@ class Client(_Base):
         cast), a list, or raw bytes. The output comes back as a numpy array shaped and typed by
         the manifest, or as bytes with ``raw=True``.
         """
-        types = self._types_of(name)
-        body = _input_body(data, types)
-        start = time.perf_counter()
-        response = self._request("POST", self._fn(name, "/invoke"), content=body,
-                                 headers={"Content-Type": "application/octet-stream"})
-        client_us = (time.perf_counter() - start) * 1e6
-        if types is None or int(response.headers.get("X-Kchain-Version", 0)) != types.version:
-            types = self._types_of_fresh(name)
-        return _binary_result(response, types, raw or types is None, client_us)
+        return self._run(self._invoke(name, data, raw))
 
     def invoke_json(self, name: str, data: ArrayLike) -> InvokeResult:
         """Runs the function over the JSON path (``{"input": [...]}``; bytes go as base64)."""
-        types = self._types_of(name)
-        start = time.perf_counter()
-        response = self._request("POST", self._fn(name, "/invoke"), json=_json_input(data, types))
-        client_us = (time.perf_counter() - start) * 1e6
-        if types is None or int(response.json().get("version", 0)) != types.version:
-            types = self._types_of_fresh(name)
-        return _json_result(response, types, client_us)
-
-    def _types_of_fresh(self, name: str) -> Optional[_Types]:
-        self._types.pop(name, None)
-        return self._types_of(name)
-
-
-def _manifest_json(m: Manifest) -> str:
-    import json
-    return json.dumps(m.data)
+        return self._run(self._invoke_json(name, data))
 
 
 class AsyncClient(_Base):
-    """The asyncio twin of :class:`Client` (same methods, awaited)."""
+    """The asyncio twin of :class:`Client`: the same methods, awaited, built from the same
+    operations (``aclose`` for ``close``)."""
 
     def __init__(self, url: Optional[str] = None, api_key: Optional[str] = None,
                  timeout: float = 60.0, *, tenant: Optional[str] = None) -> None:
@@ -421,84 +494,65 @@ class AsyncClient(_Base):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        kw.setdefault("params", self._params)
+    async def _send(self, call: _Call) -> httpx.Response:
+        kw = self._request_kw(call)
+        content = kw.get("content")
+        if content is not None and not isinstance(content, (bytes, bytearray, memoryview, str)):
+            kw["content"] = _async_chunks(content)  # httpx's async client streams async iterables
         try:
-            return _check(await self._http.request(method, path, **kw))
+            return _check(await self._http.request(call.method, call.path, **kw))
         except httpx.TransportError as e:
             raise TransportError(f"cannot reach {self.url}: {e}") from e
 
+    async def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """One checked request, for what no method covers."""
+        return await self._send(_Call(method, path, kw))
+
+    async def _run(self, op: _Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                call = op.send(await self._send(call))
+        except StopIteration as done:
+            return done.value
+
     async def server_info(self) -> Dict[str, Any]:
-        self._info = (await self._request("GET", "/v1", params={})).json()
-        return self._info
+        return await self._run(self._server_info())
 
     async def health(self) -> Dict[str, Any]:
-        return (await self._request("GET", "/healthz", params={})).json()
+        return (await self._run(self._server_get("/healthz"))).json()
 
     async def ready(self) -> Dict[str, Any]:
-        return (await self._request("GET", "/readyz", params={})).json()
+        return (await self._run(self._server_get("/readyz"))).json()
 
     async def metrics(self) -> str:
-        return (await self._request("GET", "/metrics", params={})).text
+        return (await self._run(self._server_get("/metrics"))).text
 
     async def deploy(self, name: Optional[str] = None, *,
                      manifest: Union[ManifestSource, Manifest],
                      library: Optional[BytesSource] = None,
-                     constants: Optional[BytesSource] = None) -> Dict[str, Any]:
-        target = None
-        if library is None:
-            target = (self._info or await self.server_info())["device"]["kind"]
-        m, lib, const = self._deploy_parts(manifest, library, constants, target)
-        name = name or m.name
-        if not name:
-            raise InvalidArgumentError("the manifest has no name: pass name=...")
-        files = {"manifest": ("manifest.json", _manifest_json(m), "application/json"),
-                 "library": ("kernel.so", lib, "application/octet-stream")}
-        if const:
-            files["constants"] = ("constants.bin", const, "application/octet-stream")
-        info = (await self._request("PUT", self._fn(name), files=files)).json()
-        self._types[name] = _types_from_info(info)
-        return info
+                     constants: Optional[BytesSource] = None,
+                     progress: Optional[bool] = None) -> Dict[str, Any]:
+        return await self._run(self._deploy(name, manifest, library, constants, progress))
+
+    async def upload(self, data: BytesSource, label: str = "upload",
+                     progress: bool = False) -> str:
+        return await self._run(self._upload(data, label, progress))
 
     async def functions(self) -> List[Dict[str, Any]]:
-        return (await self._request("GET", "/v1/functions")).json()["functions"]
+        return await self._run(self._functions())
 
     async def describe(self, name: str) -> Dict[str, Any]:
-        info = (await self._request("GET", self._fn(name))).json()
-        if "manifest" in info:
-            self._types[name] = _types_from_info(info)
-        return info
+        return await self._run(self._describe(name))
 
     async def delete(self, name: str) -> None:
-        await self._request("DELETE", self._fn(name))
-        self._types.pop(name, None)
+        await self._run(self._delete(name))
 
     async def park(self, name: str) -> int:
-        return int((await self._request("POST", self._fn(name, "/park"))).json()["parked"])
-
-    async def _types_of(self, name: str, fresh: bool = False) -> Optional[_Types]:
-        if fresh or name not in self._types:
-            self._types.pop(name, None)
-            await self.describe(name)
-        return self._types.get(name)
+        return await self._run(self._park(name))
 
     async def invoke(self, name: str, data: ArrayLike, *, raw: bool = False) -> InvokeResult:
-        types = await self._types_of(name)
-        body = _input_body(data, types)
-        start = time.perf_counter()
-        response = await self._request("POST", self._fn(name, "/invoke"), content=body,
-                                       headers={"Content-Type": "application/octet-stream"})
-        client_us = (time.perf_counter() - start) * 1e6
-        if types is None or int(response.headers.get("X-Kchain-Version", 0)) != types.version:
-            types = await self._types_of(name, fresh=True)
-        return _binary_result(response, types, raw or types is None, client_us)
+        return await self._run(self._invoke(name, data, raw))
 
     async def invoke_json(self, name: str, data: ArrayLike) -> InvokeResult:
-        types = await self._types_of(name)
-        start = time.perf_counter()
-        response = await self._request("POST", self._fn(name, "/invoke"),
-                                       json=_json_input(data, types))
-        client_us = (time.perf_counter() - start) * 1e6
-        if types is None or int(response.json().get("version", 0)) != types.version:
-            types = await self._types_of(name, fresh=True)
-        return _json_result(response, types, client_us)
+        return await self._run(self._invoke_json(name, data))
