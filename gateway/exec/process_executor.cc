@@ -619,8 +619,13 @@ class ProcessExecutor final : public Executor {
   StatusOr<std::shared_ptr<BoundWorker>> AcquireWorker(const LoadedVersion& version,
                                                        bool reserve_instance) {
     const std::string key = KeyFor(version);
+    // A context may take seconds to start when many start at once (the driver serializes
+    // them), so a start is awaited for up to kControlTimeoutMs; a worker to come free, only as
+    // long as an invocation waits for an instance (--invoke-timeout-ms, docs/api.md).
+    const auto now = Clock::now();
     const auto deadline =
-        Clock::now() + std::max(options_.run_timeout, std::chrono::milliseconds(kControlTimeoutMs));
+        now + std::max(options_.run_timeout, std::chrono::milliseconds(kControlTimeoutMs));
+    const auto busy_deadline = now + options_.run_timeout;
     std::unique_lock<std::mutex> lock(mu_);
     int evictions_after_failure = 0;
     while (true) {
@@ -681,11 +686,11 @@ class ProcessExecutor final : public Executor {
       // Every worker is busy. A run ending is the scheduler's news and wakes nobody here (the
       // hot path stays free of this lock), so look again every few milliseconds, up to the
       // deadline.
-      if (Clock::now() >= deadline) {
+      if (Clock::now() >= busy_deadline) {
         return ResourceExhaustedError("all " + std::to_string(MaxWorkersLocked()) +
                                       " worker processes are busy (--max-workers)");
       }
-      cv_.wait_until(lock, std::min(deadline, Clock::now() + kBusyRecheck));
+      cv_.wait_until(lock, std::min(busy_deadline, Clock::now() + kBusyRecheck));
     }
   }
 
