@@ -93,19 +93,17 @@ class ConnectionStream final : public httplib::Stream {
     return n;
   }
 
+  // cpp-httplib asks for both addresses on every request; a connection's never change, so
+  // they are looked up once (two system calls and two inet_ntop a request, otherwise).
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    sockaddr_storage addr{};
-    socklen_t len = sizeof addr;
-    if (::getpeername(sock_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-      AddressOf(addr, ip, port);
-    }
+    if (!remote_.looked_up) remote_ = LookUp(::getpeername);
+    ip = remote_.ip;
+    port = remote_.port;
   }
   void get_local_ip_and_port(std::string& ip, int& port) const override {
-    sockaddr_storage addr{};
-    socklen_t len = sizeof addr;
-    if (::getsockname(sock_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-      AddressOf(addr, ip, port);
-    }
+    if (!local_.looked_up) local_ = LookUp(::getsockname);
+    ip = local_.ip;
+    port = local_.port;
   }
   socket_t socket() const override { return sock_; }
 
@@ -191,7 +189,24 @@ class ConnectionStream final : public httplib::Stream {
     return n;
   }
 
+  struct Address {
+    bool looked_up = false;
+    std::string ip;
+    int port = 0;
+  };
+  Address LookUp(int (*name_of)(int, sockaddr*, socklen_t*)) const {
+    Address address;
+    address.looked_up = true;
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    if (name_of(sock_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      AddressOf(addr, address.ip, address.port);
+    }
+    return address;
+  }
+
   int sock_;
+  mutable Address remote_, local_;
   std::vector<char> buffer_;
   size_t begin_ = 0, end_ = 0;
   uint64_t consumed_ = 0;
