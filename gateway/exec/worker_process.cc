@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/unique_fd.h"
+
 extern char** environ;
 
 namespace kchain::gateway {
@@ -172,16 +174,26 @@ WorkerProcess::~WorkerProcess() {
   if (!workdir_.empty()) std::filesystem::remove_all(workdir_, ec);
 }
 
-double WorkerProcess::CpuSeconds() const {
+namespace {
+
+// Reads the start of /proc/<pid>/<file> into `buf` as a C string; false when it cannot.
+template <size_t N>
+bool ReadProcFile(pid_t pid, const char* file, char (&buf)[N]) {
   char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid_));
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  char buf[1024];
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return 0;
+  std::snprintf(path, sizeof path, "/proc/%d/%s", static_cast<int>(pid), file);
+  const UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  const ssize_t n = ::read(fd.get(), buf, N - 1);
+  if (n <= 0) return false;
   buf[n] = '\0';
+  return true;
+}
+
+}  // namespace
+
+double WorkerProcess::CpuSeconds() const {
+  char buf[1024];
+  if (!ReadProcFile(pid_, "stat", buf)) return 0;
   // The command name, field 2, is in parentheses and may hold spaces: count from after it.
   const char* rest = std::strrchr(buf, ')');
   if (rest == nullptr) return 0;
@@ -195,15 +207,8 @@ double WorkerProcess::CpuSeconds() const {
 }
 
 uint64_t WorkerProcess::ResidentBytes() const {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid_));
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
   char buf[128];
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return 0;
-  buf[n] = '\0';
+  if (!ReadProcFile(pid_, "statm", buf)) return 0;
   unsigned long long total = 0, resident = 0;
   if (std::sscanf(buf, "%llu %llu", &total, &resident) != 2) return 0;
   return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
